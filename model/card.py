@@ -1,0 +1,61 @@
+"""The model card: the JSON beside every exported model that tells the run-time path how to use it.
+
+The live pipeline takes class names, input size and normalization from here, never from code, so
+a model trained on other classes works with ``--model`` alone.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from model.preprocess import InputSpec
+
+
+class CardError(Exception):
+    """A model card that is missing or does not describe a usable model."""
+
+
+@dataclass
+class ModelCard:
+    classes: list[str]
+    input: InputSpec
+    output: str = "probabilities"
+    temperature: float = 1.0
+    mirror_averaging: bool = True
+    parameters: int = 0
+    flops_per_face: int = 0
+    training_data: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    training_command: str = ""
+    commit: str = ""
+    notes: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+    def save(self, path: Path) -> None:
+        path.write_text(self.to_json())
+
+    @classmethod
+    def load(cls, path: Path) -> "ModelCard":
+        try:
+            raw = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise CardError(f"model card {path} is missing; every model needs its .json card beside it") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise CardError(f"model card {path} is not readable JSON ({error})") from None
+        try:
+            spec = InputSpec(**raw.pop("input"))
+            card = cls(input=spec, **raw)
+        except (KeyError, TypeError) as error:
+            raise CardError(f"model card {path} lacks or has unknown fields ({error})") from None
+        if len(card.classes) < 2 or len(set(card.classes)) != len(card.classes):
+            raise CardError(f"model card {path} must name two or more distinct classes, not {card.classes}")
+        return card
+
+
+def card_path_for(model_path: Path) -> Path:
+    """The card lives beside the model with the same stem: ``happy_sad.tflite`` -> ``happy_sad.json``."""
+    return model_path.with_suffix(".json")

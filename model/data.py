@@ -1,0 +1,128 @@
+"""Face datasets kept as class folders (``DIR/happy/*.jpg``), loaded into memory through the shared preprocessing.
+
+FER2013's happy and sad crops are 12k images of 48x48: as float32 that is about 110 MB, so the whole
+set lives in one numpy array and the input pipeline only shuffles, augments and batches it.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from model.images import is_image_path, read_image
+from model.preprocess import InputSpec, face_to_input
+
+
+class DataError(Exception):
+    """A dataset folder that cannot be used; the message says what to change."""
+
+
+@dataclass
+class FaceDataset:
+    images: np.ndarray  # (N, size, size, channels) float32, normalized
+    labels: np.ndarray  # (N,) int64 indices into classes
+    classes: tuple[str, ...]
+    paths: list[Path]
+    n_unreadable: int = 0
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def class_counts(self) -> dict[str, int]:
+        return {name: int((self.labels == i).sum()) for i, name in enumerate(self.classes)}
+
+    def subset(self, indices: np.ndarray) -> "FaceDataset":
+        return FaceDataset(
+            self.images[indices], self.labels[indices], self.classes, [self.paths[i] for i in indices], 0
+        )
+
+
+@dataclass(frozen=True)
+class DataLayout:
+    """Where the training and validation images are; ``val_dir`` None means split ``train_dir``."""
+
+    description: str
+    train_dir: Path
+    val_dir: Path | None
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def class_image_paths(root: Path, classes: Sequence[str]) -> list[tuple[Path, int]]:
+    """(path, class index) for every image in ``root/<class>/``; other folders are ignored."""
+    pairs = []
+    for index, name in enumerate(classes):
+        folder = root / name
+        if folder.is_dir():
+            pairs.extend((path, index) for path in sorted(folder.iterdir()) if is_image_path(path))
+    return pairs
+
+
+def load_class_folders(
+    root: Path, classes: Sequence[str], spec: InputSpec, on_warning: Callable[[str], None] = warn
+) -> FaceDataset:
+    """Load ``root/<class>/*`` for the given classes; unreadable files are skipped, warned about and counted."""
+    missing = [name for name in classes if not (root / name).is_dir()]
+    if missing:
+        raise DataError(f"{root} has no folder for class(es) {', '.join(missing)}; expected {root}/<class>/<images>")
+    pairs = class_image_paths(root, classes)
+    images = np.empty((len(pairs), spec.size, spec.size, spec.channels), dtype=np.float32)
+    labels = np.empty(len(pairs), dtype=np.int64)
+    kept_paths: list[Path] = []
+    unreadable = 0
+    for path, label in pairs:
+        image = read_image(path)
+        if image is None:
+            unreadable += 1
+            on_warning(f"skipped unreadable image {path}")
+            continue
+        images[len(kept_paths)] = face_to_input(image, spec)
+        labels[len(kept_paths)] = label
+        kept_paths.append(path)
+    if unreadable:
+        on_warning(f"{unreadable} unreadable image(s) skipped under {root}")
+    n = len(kept_paths)
+    if n == 0:
+        raise DataError(f"no readable images for classes {', '.join(classes)} under {root}")
+    return FaceDataset(images[:n], labels[:n], tuple(classes), kept_paths, unreadable)
+
+
+def find_layout(data_dir: Path, classes: Sequence[str]) -> DataLayout:
+    """Recognise ``DIR/train/<class>`` + ``DIR/val|test/<class>``, or a single ``DIR/<class>`` to split."""
+    if not data_dir.is_dir():
+        raise DataError(f"data folder {data_dir} does not exist; pass --data DIR with DIR/<class>/<images>")
+
+    def has_classes(folder: Path) -> bool:
+        return all((folder / name).is_dir() for name in classes)
+
+    train_dir = data_dir / "train"
+    if has_classes(train_dir):
+        for held_out in ("val", "validation", "test"):
+            if has_classes(data_dir / held_out):
+                return DataLayout(f"{train_dir}/<class> for training, {data_dir / held_out}/<class> for validation",
+                                  train_dir, data_dir / held_out)
+        return DataLayout(f"{train_dir}/<class>, split for validation", train_dir, None)
+    if has_classes(data_dir):
+        return DataLayout(f"{data_dir}/<class>, split for validation", data_dir, None)
+    raise DataError(
+        f"{data_dir} has neither train/<class> folders nor <class> folders for {', '.join(classes)}"
+    )
+
+
+def stratified_split(dataset: FaceDataset, val_fraction: float, seed: int) -> tuple[FaceDataset, FaceDataset]:
+    """Split every class in the same proportion, reproducibly, so a small class still shows up in validation."""
+    rng = np.random.default_rng(seed)
+    val_indices = []
+    for label in range(len(dataset.classes)):
+        members = np.flatnonzero(dataset.labels == label)
+        rng.shuffle(members)
+        val_indices.extend(members[: max(1, round(len(members) * val_fraction))] if len(members) > 1 else [])
+    is_val = np.zeros(len(dataset), dtype=bool)
+    is_val[np.asarray(val_indices, dtype=np.int64)] = True
+    return dataset.subset(np.flatnonzero(~is_val)), dataset.subset(np.flatnonzero(is_val))

@@ -1,0 +1,137 @@
+"""The one path from a face image to the network's input, shared by training and the live pipeline.
+
+Training reads FER2013 crops (tight, upright, eyebrows to chin) and feeds them through
+``faces_to_batch``; the live pipeline first cuts such a crop out of a camera frame with
+``crop_aligned_face`` and then calls the very same ``faces_to_batch``. Keeping both in this module
+is what makes a live face look, to the network, like the faces it was trained on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the network expects: a square of ``size`` pixels, ``channels`` deep, x * scale + offset."""
+
+    size: int = 48
+    channels: int = 1
+    scale: float = 1.0 / 255.0
+    offset: float = 0.0
+
+
+@dataclass(frozen=True)
+class CropFraming:
+    """How a detector box is turned into a crop framed like the training faces.
+
+    ``scale`` multiplies the box's longer side; ``shift_y`` moves the crop's centre down by that
+    fraction of the crop side, since detector boxes reach higher on the forehead than FER2013's
+    eyebrows-to-chin crops.
+    """
+
+    scale: float = 1.0
+    shift_y: float = 0.05
+
+
+def to_gray_uint8(image: np.ndarray) -> np.ndarray:
+    """Any OpenCV image (gray, BGR, BGRA; 8 or 16 bit; float in [0, 1]) as one 8-bit gray plane."""
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype in (np.float32, np.float64):
+        image = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise ValueError(f"unsupported image dtype {image.dtype}")
+    if image.ndim == 2:
+        return image
+    if image.ndim == 3 and image.shape[2] == 1:
+        return image[:, :, 0]
+    if image.ndim == 3 and image.shape[2] == 3:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    if image.ndim == 3 and image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY)
+    raise ValueError(f"unsupported image shape {image.shape}")
+
+
+def _resize_square(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize with area averaging when shrinking (no aliasing) and bilinear when enlarging."""
+    height, width = image.shape[:2]
+    if (height, width) == (size, size):
+        return image
+    shrinking = height > size or width > size
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    return cv2.resize(image, (size, size), interpolation=interpolation)
+
+
+def face_to_input(face: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """One face crop of any size and colour as a normalized (size, size, channels) float32 array."""
+    if face.size == 0:
+        raise ValueError("empty face crop")
+    if spec.channels == 1:
+        pixels = _resize_square(to_gray_uint8(face), spec.size)[:, :, None]
+    elif spec.channels == 3:
+        gray_or_colour = face if face.ndim == 3 and face.shape[2] == 3 else cv2.cvtColor(
+            to_gray_uint8(face), cv2.COLOR_GRAY2BGR)
+        pixels = _resize_square(gray_or_colour, spec.size)
+    else:
+        raise ValueError(f"unsupported channel count {spec.channels}")
+    return pixels.astype(np.float32) * np.float32(spec.scale) + np.float32(spec.offset)
+
+
+def faces_to_batch(faces: Sequence[np.ndarray], spec: InputSpec) -> np.ndarray:
+    """Face crops as one (N, size, size, channels) float32 batch, ready for a single model call."""
+    batch = np.empty((len(faces), spec.size, spec.size, spec.channels), dtype=np.float32)
+    for index, face in enumerate(faces):
+        batch[index] = face_to_input(face, spec)
+    return batch
+
+
+def crop_aligned_face(
+    frame: np.ndarray,
+    box: tuple[float, float, float, float],
+    eye_a: tuple[float, float] | None,
+    eye_b: tuple[float, float] | None,
+    framing: CropFraming = CropFraming(),
+    max_side: int = 192,
+) -> np.ndarray:
+    """Cut a face out of a frame, eyes levelled and framed like a training crop.
+
+    ``box`` is (x, y, w, h) in pixels; the eyes are pixel points as the detector reports them, in
+    either order (either may be None, then the face is not rotated). The crop is rotated about the box centre so
+    that the line between the eyes is horizontal, because a tilted head otherwise reads as another
+    expression. Parts outside the frame are filled by replicating the border, so faces cut by the
+    frame edge are padded rather than skipped. The result is at most ``max_side`` pixels square: the
+    network needs 48, and warping straight from a large frame to 48 would alias.
+    """
+    x, y, w, h = box
+    side = max(w, h) * framing.scale
+    if side < 1:
+        raise ValueError(f"face box too small: {box}")
+    angle = 0.0
+    if eye_a is not None and eye_b is not None:
+        dx = eye_b[0] - eye_a[0]
+        dy = eye_b[1] - eye_a[1]
+        if dx < 0:
+            dx, dy = -dx, -dy
+        angle = float(np.arctan2(dy, dx))
+    centre_x = x + w / 2.0 - np.sin(angle) * framing.shift_y * side
+    centre_y = y + h / 2.0 + np.cos(angle) * framing.shift_y * side
+    out_side = int(min(max_side, max(round(side), 1)))
+    zoom = out_side / side
+    cos_a, sin_a = np.cos(angle) * zoom, np.sin(angle) * zoom
+    half = out_side / 2.0
+    # Maps frame coordinates to crop coordinates: rotate by -angle about the crop centre, scale, recentre.
+    matrix = np.array(
+        [
+            [cos_a, sin_a, half - cos_a * centre_x - sin_a * centre_y],
+            [-sin_a, cos_a, half + sin_a * centre_x - cos_a * centre_y],
+        ],
+        dtype=np.float64,
+    )
+    return cv2.warpAffine(
+        frame, matrix, (out_side, out_side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )

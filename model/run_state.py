@@ -1,0 +1,60 @@
+"""What a training run asked for and how far it got, as JSON in its run folder (no TensorFlow needed to read it)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from model.preprocess import InputSpec
+
+
+@dataclass
+class TrainConfig:
+    classes: list[str]
+    data: str
+    aux_classes: list[str] = field(default_factory=list)
+    epochs: int = 60
+    batch_size: int = 128
+    learning_rate: float = 0.05
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.1
+    warmup_epochs: int = 3
+    patience: int = 20
+    seed: int = 1
+    limit_per_class: int | None = None
+    input: InputSpec = field(default_factory=InputSpec)
+
+    def save(self, path: Path) -> None:
+        write_atomically(path, json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> "TrainConfig":
+        raw = json.loads(path.read_text())
+        return cls(input=InputSpec(**raw.pop("input")), **raw)
+
+
+@dataclass
+class TrainState:
+    epochs_done: int = 0
+    best_epoch: int = -1
+    best_val_accuracy: float = -1.0
+    history: list[dict] = field(default_factory=list)
+    finished: bool = False
+
+    def save(self, path: Path) -> None:
+        write_atomically(path, json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> "TrainState":
+        return cls(**json.loads(path.read_text()))
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write then rename, so a run killed mid-write leaves the previous file intact."""
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+

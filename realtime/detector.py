@@ -1,0 +1,136 @@
+"""The detector stage: MediaPipe Tasks FaceDetector (BlazeFace) on BGR frames, faces as plain dataclasses.
+
+VIDEO running mode for streams (MediaPipe then tracks between frames and wants increasing
+timestamps), IMAGE mode for stills. Short range suits faces within about 2 m of a webcam; full
+range finds the smaller faces of group photos and stages.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import sys
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from model.preprocess import CropFraming, crop_aligned_face
+from realtime.detector_model import DetectorModelError, ensure_detector_model
+
+# Large stills are detected on a copy no longer than this: BlazeFace sees at most 192x192 anyway,
+# and converting a 10000x10000 photo to RGB at full size would only cost memory.
+MAX_DETECTION_SIDE = 1920
+
+
+class DetectorError(Exception):
+    """The face detector cannot be set up; the message says why."""
+
+
+class _HideTensorFlow(importlib.abc.MetaPathFinder):
+    """Reports TensorFlow as missing while MediaPipe imports.
+
+    MediaPipe tries ``from tensorflow.tools.docs import doc_controls`` only to decorate its API docs,
+    and falls back when TensorFlow is absent. Where TensorFlow is installed (train.py needs it) that
+    import alone costs about 3 s and 500 MB, which the live path must not pay.
+    """
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "tensorflow" or name.startswith("tensorflow."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+def _import_mediapipe():
+    if "mediapipe.tasks.python.vision" in sys.modules:
+        import mediapipe
+        from mediapipe.tasks.python import core, vision
+
+        return mediapipe, core, vision
+    hider = _HideTensorFlow()
+    sys.meta_path.insert(0, hider)
+    try:
+        import mediapipe
+        from mediapipe.tasks.python import core, vision
+    finally:
+        sys.meta_path.remove(hider)
+    return mediapipe, core, vision
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One face in frame pixels: box (x, y, w, h), detector score, and the two eye centres."""
+
+    box: tuple[int, int, int, int]
+    score: float
+    right_eye: tuple[float, float] | None
+    left_eye: tuple[float, float] | None
+
+    @property
+    def area(self) -> int:
+        return self.box[2] * self.box[3]
+
+    def crop(self, frame: np.ndarray, framing: CropFraming = CropFraming()) -> np.ndarray:
+        """The face cut out of ``frame`` as training crops are framed (see model.preprocess)."""
+        return crop_aligned_face(frame, self.box, self.right_eye, self.left_eye, framing)
+
+
+def largest_face(detections: list[Detection]) -> Detection | None:
+    return max(detections, key=lambda d: d.area, default=None)
+
+
+class FaceDetector:
+    """Faces in BGR frames. ``still_images`` selects IMAGE mode; otherwise frames must come in time order."""
+
+    def __init__(self, model_range: str = "short", still_images: bool = False, min_score: float = 0.5) -> None:
+        try:
+            model_path = ensure_detector_model(model_range)
+        except DetectorModelError as error:
+            raise DetectorError(str(error)) from None
+        self._mediapipe, core, vision = _import_mediapipe()
+        mode = vision.RunningMode.IMAGE if still_images else vision.RunningMode.VIDEO
+        options = vision.FaceDetectorOptions(
+            base_options=core.base_options.BaseOptions(model_asset_path=str(model_path)),
+            running_mode=mode,
+            min_detection_confidence=min_score,
+        )
+        try:
+            self._detector = vision.FaceDetector.create_from_options(options)
+        except (RuntimeError, ValueError) as error:
+            raise DetectorError(f"MediaPipe could not load the face detector {model_path} ({error})") from None
+        self._still_images = still_images
+        self._last_timestamp_ms = -1
+
+    def detect(self, frame: np.ndarray, timestamp_s: float = 0.0) -> list[Detection]:
+        """Faces in a BGR frame; ``timestamp_s`` is the frame's time in a stream (ignored for stills)."""
+        height, width = frame.shape[:2]
+        factor = min(1.0, MAX_DETECTION_SIDE / max(height, width))
+        small = frame if factor == 1.0 else cv2.resize(frame, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+        rgb = np.ascontiguousarray(cv2.cvtColor(small, cv2.COLOR_BGR2RGB))
+        image = self._mediapipe.Image(image_format=self._mediapipe.ImageFormat.SRGB, data=rgb)
+        if self._still_images:
+            result = self._detector.detect(image)
+        else:
+            # VIDEO mode rejects non-increasing timestamps; equal times (e.g. a paused clip) are nudged forward.
+            timestamp_ms = max(int(round(timestamp_s * 1000)), self._last_timestamp_ms + 1)
+            self._last_timestamp_ms = timestamp_ms
+            result = self._detector.detect_for_video(image, timestamp_ms)
+        return [self._to_detection(d, width, height, factor) for d in result.detections]
+
+    @staticmethod
+    def _to_detection(detection, width: int, height: int, factor: float) -> Detection:
+        box = detection.bounding_box
+        x, y = box.origin_x / factor, box.origin_y / factor
+        w, h = box.width / factor, box.height / factor
+        eyes = [(k.x * width, k.y * height) for k in (detection.keypoints or [])[:2]]
+        right_eye, left_eye = (eyes[0], eyes[1]) if len(eyes) == 2 else (None, None)
+        score = detection.categories[0].score if detection.categories else 0.0
+        return Detection((int(round(x)), int(round(y)), int(round(w)), int(round(h))), float(score), right_eye, left_eye)
+
+    def close(self) -> None:
+        self._detector.close()
+
+    def __enter__(self) -> "FaceDetector":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

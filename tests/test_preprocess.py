@@ -1,0 +1,93 @@
+"""The one preprocessing path: shapes, dtypes, ranges, alignment and border handling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import realtime.detector
+import train
+from model import preprocess
+from model.preprocess import CropFraming, InputSpec, crop_aligned_face, face_to_input, faces_to_batch
+
+SPEC = InputSpec()
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        np.full((48, 48), 200, np.uint8),
+        np.random.default_rng(0).integers(0, 256, (120, 90, 3), dtype=np.uint8),
+        np.random.default_rng(1).integers(0, 256, (30, 30, 4), dtype=np.uint8),
+        np.random.default_rng(2).integers(0, 65536, (64, 64), dtype=np.uint16),
+        np.random.default_rng(3).random((10, 200, 1)).astype(np.float32),
+        np.zeros((1, 1, 3), np.uint8),
+    ],
+    ids=["gray48", "bgr", "bgra", "gray16", "float", "1x1"],
+)
+def test_any_face_image_becomes_a_normalized_input(image):
+    result = face_to_input(image, SPEC)
+    assert result.shape == (48, 48, 1)
+    assert result.dtype == np.float32
+    assert 0.0 <= result.min() and result.max() <= 1.0
+
+
+def test_pixel_values_follow_the_spec_normalization():
+    image = np.full((48, 48), 255, np.uint8)
+    assert np.allclose(face_to_input(image, SPEC), 1.0)
+    shifted = InputSpec(scale=2.0 / 255.0, offset=-1.0)
+    assert np.allclose(face_to_input(image, shifted), 1.0)
+    assert np.allclose(face_to_input(np.zeros((48, 48), np.uint8), shifted), -1.0)
+
+
+def test_batch_stacks_faces_in_order():
+    faces = [np.full((60, 60, 3), value, np.uint8) for value in (0, 128, 255)]
+    batch = faces_to_batch(faces, SPEC)
+    assert batch.shape == (3, 48, 48, 1)
+    assert np.allclose(batch.mean(axis=(1, 2, 3)), [0.0, 128 / 255, 1.0], atol=1e-3)
+
+
+def test_training_and_live_paths_share_the_same_functions():
+    assert train.face_to_input is preprocess.face_to_input
+    assert realtime.detector.crop_aligned_face is preprocess.crop_aligned_face
+
+
+def _frame_with_tilted_eyes(angle_degrees: float) -> tuple[np.ndarray, tuple, tuple]:
+    frame = np.zeros((400, 400, 3), np.uint8)
+    centre = np.array([200.0, 200.0])
+    offset = 50 * np.array([np.cos(np.radians(angle_degrees)), np.sin(np.radians(angle_degrees))])
+    eye_a, eye_b = tuple(centre - offset), tuple(centre + offset)
+    for eye in (eye_a, eye_b):
+        frame[int(eye[1]) - 4 : int(eye[1]) + 5, int(eye[0]) - 4 : int(eye[0]) + 5] = 255
+    return frame, eye_a, eye_b
+
+
+@pytest.mark.parametrize("angle", [-25.0, 0.0, 18.0])
+def test_crop_levels_the_eyes(angle):
+    frame, eye_a, eye_b = _frame_with_tilted_eyes(angle)
+    crop = crop_aligned_face(frame, (100, 100, 200, 200), eye_a, eye_b, CropFraming(scale=1.0, shift_y=0.0))
+    bright_rows, bright_cols = np.nonzero(crop[:, :, 0] > 128)
+    left = bright_rows[bright_cols < crop.shape[1] // 2].mean()
+    right = bright_rows[bright_cols >= crop.shape[1] // 2].mean()
+    assert abs(left - right) <= 1.5
+    assert abs(left - crop.shape[0] / 2) <= 2.0
+
+
+def test_eye_order_does_not_matter():
+    frame, eye_a, eye_b = _frame_with_tilted_eyes(12.0)
+    first = crop_aligned_face(frame, (100, 100, 200, 200), eye_a, eye_b)
+    second = crop_aligned_face(frame, (100, 100, 200, 200), eye_b, eye_a)
+    assert np.array_equal(first, second)
+
+
+def test_face_at_the_border_is_padded_not_skipped():
+    frame = np.random.default_rng(4).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    crop = crop_aligned_face(frame, (-40, 200, 100, 100), None, None)
+    assert crop.shape[0] == crop.shape[1] > 0
+    assert face_to_input(crop, SPEC).shape == (48, 48, 1)
+
+
+def test_large_faces_are_cropped_at_bounded_size():
+    frame = np.zeros((2000, 2000, 3), np.uint8)
+    crop = crop_aligned_face(frame, (100, 100, 1500, 1500), None, None)
+    assert crop.shape == (192, 192, 3)

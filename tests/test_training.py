@@ -1,0 +1,74 @@
+"""train.py end to end on a few hundred real FER2013 faces: train, export, load, predict, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from model.card import ModelCard
+from realtime.classifier import ExpressionClassifier
+from tests.conftest import REPO, link_subset, run_cli
+
+TINY = ["--epochs", "1", "--batch-size", "32", "--aux-classes"]
+
+
+def test_one_epoch_run_exports_a_model_that_loads_and_predicts(tmp_path: Path, fer_train: Path):
+    data = link_subset(fer_train, tmp_path / "data", ["happy", "sad"], 150)
+    result = run_cli("train.py", "--data", str(data), *TINY, "--run-dir", str(tmp_path / "run"),
+                     "--export-dir", str(tmp_path / "export"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "split for validation" in result.stdout
+    for name in ("happy_sad.tflite", "happy_sad.keras", "happy_sad.json"):
+        assert (tmp_path / "export" / name).is_file()
+    for name in ("curves.png", "confusion.png", "state.json", "last.keras", "best.keras"):
+        assert (tmp_path / "run" / name).is_file()
+    card = ModelCard.load(tmp_path / "export" / "happy_sad.json")
+    assert card.classes == ["happy", "sad"]
+    assert card.temperature > 0 and card.flops_per_face > 0 and card.parameters > 0
+    assert card.metrics["validation"]["n"] == 2 * round(150 * 0.15)
+    classifier = ExpressionClassifier(tmp_path / "export" / "happy_sad.tflite")
+    probs = classifier.predict(np.random.default_rng(0).random((5, 48, 48, 1), dtype=np.float32))
+    assert probs.shape == (5, 2)
+    assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_an_interrupted_run_resumes_where_it_stopped(tmp_path: Path, fer_train: Path):
+    data = link_subset(fer_train, tmp_path / "data", ["happy", "sad"], 100)
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "train.py", "--data", str(data), "--epochs", "6", "--batch-size", "32",
+               "--aux-classes", "--run-dir", str(run_dir), "--export-dir", str(tmp_path / "export")]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    state_path = run_dir / "state.json"
+    deadline = time.monotonic() + 300
+    while not state_path.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    interrupted = json.loads(state_path.read_text())
+    assert 1 <= interrupted["epochs_done"] < 6
+    assert not (tmp_path / "export" / "happy_sad.tflite").exists()
+
+    result = run_cli("train.py", "--resume", str(run_dir), "--export-dir", str(tmp_path / "export"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"resuming {run_dir} after epoch {interrupted['epochs_done']}" in result.stdout
+    finished = json.loads(state_path.read_text())
+    assert [r["epoch"] for r in finished["history"]] == list(range(1, finished["epochs_done"] + 1))
+    assert finished["history"][: interrupted["epochs_done"]] == interrupted["history"]
+    assert finished["finished"]
+    assert (tmp_path / "export" / "happy_sad.tflite").is_file()
+
+
+def test_a_bad_data_path_ends_with_one_clear_sentence(tmp_path: Path):
+    result = run_cli("train.py", "--data", str(tmp_path / "no_such_folder"))
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: data folder {tmp_path / 'no_such_folder'} does not exist; pass --data DIR with DIR/<class>/<images>"]
