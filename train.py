@@ -27,7 +27,7 @@ from model.card import ModelCard, card_path_for
 from model.data import DataError, FaceDataset, class_image_paths, find_layout, load_class_folders, stratified_split
 from model.images import read_image
 from model.metrics import summarize
-from model.preprocess import InputSpec, face_to_input
+from model.preprocess import CropFraming, InputSpec, face_to_input
 from model.run_state import TrainConfig
 
 REPO = Path(__file__).resolve().parent
@@ -74,6 +74,10 @@ def _evaluate_parser() -> argparse.ArgumentParser:
     parser.add_argument("--detect", action="store_true",
                         help="images are photos: find faces with the live detector and classify the largest")
     parser.add_argument("--detector", choices=["short", "full"], default="short", help="face detector range with --detect")
+    parser.add_argument("--crop-scale", type=float, default=CropFraming.scale,
+                        help="with --detect: crop side over detector box side (default: %(default)s)")
+    parser.add_argument("--crop-shift", type=float, default=CropFraming.shift_y,
+                        help="with --detect: crop centre below the box centre, in crop sides (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object on the last line")
     return parser
 
@@ -202,7 +206,8 @@ def train_main(argv: list[str]) -> int:
     return 0
 
 
-def _evaluation_inputs(data_dir: Path, classes: list[str], spec: InputSpec, detect: bool, detector_range: str):
+def _evaluation_inputs(data_dir: Path, classes: list[str], spec: InputSpec, detect: bool, detector_range: str,
+                       framing: CropFraming):
     """Preprocessed faces, their labels and the count of photos without a face."""
     pairs = class_image_paths(data_dir, classes)
     if not pairs:
@@ -210,7 +215,7 @@ def _evaluation_inputs(data_dir: Path, classes: list[str], spec: InputSpec, dete
     faces, labels, no_face = [], [], 0
     detector = None
     if detect:
-        from realtime.detector import FaceDetector, largest_face
+        from realtime.detector import FaceDetector, crop_face, largest_face
 
         detector = FaceDetector(model_range=detector_range, still_images=True)
     for path, label in pairs:
@@ -223,7 +228,7 @@ def _evaluation_inputs(data_dir: Path, classes: list[str], spec: InputSpec, dete
             if face is None:
                 no_face += 1
                 continue
-            image = face.crop(image)
+            image = crop_face(image, face, framing)
         faces.append(face_to_input(image, spec))
         labels.append(label)
     if detector is not None:
@@ -253,7 +258,8 @@ def evaluate_main(argv: list[str]) -> int:
         raise UsageError(f"data folder {args.data} does not exist")
     classifier = ExpressionClassifier(args.model)
     faces, labels, no_face = _evaluation_inputs(
-        args.data, classifier.classes, classifier.input_spec, args.detect, args.detector)
+        args.data, classifier.classes, classifier.input_spec, args.detect, args.detector,
+        CropFraming(args.crop_scale, args.crop_shift))
     metrics = summarize(labels, classifier.predict(faces), classifier.classes, no_face)
     if args.json:
         print(json.dumps(metrics))

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import importlib.abc
 import sys
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
 
 from model.preprocess import CropFraming, crop_aligned_face
 from realtime.detector_model import DetectorModelError, ensure_detector_model
+from realtime.types import Detection
 
 # Large stills are detected on a copy no longer than this: BlazeFace sees at most 192x192 anyway,
 # and converting a 10000x10000 photo to RGB at full size would only cost memory.
@@ -56,22 +55,9 @@ def _import_mediapipe():
     return mediapipe, core, vision
 
 
-@dataclass(frozen=True)
-class Detection:
-    """One face in frame pixels: box (x, y, w, h), detector score, and the two eye centres."""
-
-    box: tuple[int, int, int, int]
-    score: float
-    right_eye: tuple[float, float] | None
-    left_eye: tuple[float, float] | None
-
-    @property
-    def area(self) -> int:
-        return self.box[2] * self.box[3]
-
-    def crop(self, frame: np.ndarray, framing: CropFraming = CropFraming()) -> np.ndarray:
-        """The face cut out of ``frame`` as training crops are framed (see model.preprocess)."""
-        return crop_aligned_face(frame, self.box, self.right_eye, self.left_eye, framing)
+def crop_face(frame: np.ndarray, detection: Detection, framing: CropFraming = CropFraming()) -> np.ndarray:
+    """The face cut out of ``frame`` as training crops are framed (see model.preprocess)."""
+    return crop_aligned_face(frame, detection.box, detection.right_eye, detection.left_eye, framing)
 
 
 def largest_face(detections: list[Detection]) -> Detection | None:

@@ -1,0 +1,99 @@
+"""The live loop: source -> detector -> preprocess -> classifier -> annotator -> sinks, one frame at a time."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Iterable, Protocol
+
+import numpy as np
+
+from model.preprocess import CropFraming, faces_to_batch
+from realtime.annotator import Annotator
+from realtime.classifier import ExpressionClassifier
+from realtime.detector import FaceDetector, crop_face
+from realtime.types import Detection, Face, Frame
+
+
+class Sink(Protocol):
+    def consume(self, frame: Frame, faces: list[Face], annotated: np.ndarray) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class RunSummary:
+    frames: int = 0
+    faces: int = 0
+    frames_with_faces: int = 0
+    seconds: float = 0.0
+
+    @property
+    def mean_fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self) -> str:
+        return (f"{self.frames} frames, {self.faces} faces (a face in {self.frames_with_faces} frames), "
+                f"mean {self.mean_fps:.1f} frames/s")
+
+
+class FrameRate:
+    """Frames per second smoothed over about a second, for the on-screen overlay."""
+
+    def __init__(self, smoothing: float = 0.05) -> None:
+        self._smoothing = smoothing
+        self._last: float | None = None
+        self.value: float | None = None
+
+    def tick(self) -> float | None:
+        now = time.perf_counter()
+        if self._last is not None and now > self._last:
+            instant = 1.0 / (now - self._last)
+            self.value = instant if self.value is None else self.value + self._smoothing * (instant - self.value)
+        self._last = now
+        return self.value
+
+
+class ExpressionPipeline:
+    """Everything between a decoded frame and its annotated picture."""
+
+    def __init__(self, detector: FaceDetector, classifier: ExpressionClassifier, annotator: Annotator,
+                 framing: CropFraming = CropFraming()) -> None:
+        self.detector = detector
+        self.classifier = classifier
+        self.annotator = annotator
+        self.framing = framing
+        self._classes = tuple(classifier.classes)
+
+    def classify(self, image: np.ndarray, detections: list[Detection]) -> list[Face]:
+        """All faces of a frame in one batched model call."""
+        if not detections:
+            return []
+        crops = [crop_face(image, detection, self.framing) for detection in detections]
+        probs = self.classifier.predict(faces_to_batch(crops, self.classifier.input_spec))
+        return [Face(d, tuple(float(p) for p in row), self._classes) for d, row in zip(detections, probs)]
+
+    def process(self, frame: Frame, fps: float | None) -> tuple[list[Face], np.ndarray]:
+        faces = self.classify(frame.image, self.detector.detect(frame.image, frame.timestamp_s))
+        return faces, self.annotator.draw(frame.image, faces, fps)
+
+
+def run(frames: Iterable[Frame], pipeline: ExpressionPipeline, sinks: list[Sink], should_stop=lambda: False,
+        on_frame=lambda summary, fps: None) -> RunSummary:
+    """Process every frame into every sink until the source ends or ``should_stop()`` says so."""
+    summary, rate = RunSummary(), FrameRate()
+    started = time.perf_counter()
+    try:
+        for frame in frames:
+            faces, annotated = pipeline.process(frame, rate.value)
+            for sink in sinks:
+                sink.consume(frame, faces, annotated)
+            summary.frames += 1
+            summary.faces += len(faces)
+            summary.frames_with_faces += bool(faces)
+            on_frame(summary, rate.tick())
+            if should_stop():
+                break
+    finally:
+        summary.seconds = time.perf_counter() - started
+    return summary

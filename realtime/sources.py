@@ -1,0 +1,173 @@
+"""Sources: a webcam, a video file, an image, or a folder of images, all yielding ``Frame``s.
+
+A camera is read on its own thread that keeps only the newest frame, so a slow consumer sees the
+present rather than a growing backlog. A video file is read in order with no frame dropped, and
+its timestamps come from the frame index and the file's frame rate, so results do not depend on
+how fast this machine happens to be.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+
+from model.images import IMAGE_SUFFIXES, is_image_path, read_image
+from realtime.types import Frame
+
+CAMERA_BACKENDS = {
+    "any": cv2.CAP_ANY,
+    "v4l2": cv2.CAP_V4L2,
+    "gstreamer": cv2.CAP_GSTREAMER,
+    "ffmpeg": cv2.CAP_FFMPEG,
+    "dshow": cv2.CAP_DSHOW,
+    "msmf": cv2.CAP_MSMF,
+    "avfoundation": cv2.CAP_AVFOUNDATION,
+}
+DEFAULT_FPS = 30.0
+
+
+class SourceError(Exception):
+    """A source that cannot be opened or read; the message says which and what to try."""
+
+
+class VideoFileSource:
+    """Every frame of a video file, in order."""
+
+    is_live = False
+    is_still = False
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.name = path.stem
+        if not path.is_file():
+            raise SourceError(f"video file {path} does not exist")
+        if path.stat().st_size == 0:
+            raise SourceError(f"video file {path} is empty (0 bytes)")
+        self._capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+        ok, self._first = self._capture.read() if self._capture.isOpened() else (False, None)
+        if not ok:
+            self._capture.release()
+            raise SourceError(f"{path} is not a video OpenCV can decode")
+        fps = self._capture.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if 1.0 <= fps <= 240.0 else DEFAULT_FPS
+        self.size = (self._first.shape[1], self._first.shape[0])
+        self.frame_count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+
+    def __iter__(self) -> Iterator[Frame]:
+        image, index = self._first, 0
+        while image is not None:
+            yield Frame(image, index, index / self.fps, self.name)
+            ok, image = self._capture.read()
+            image = image if ok else None
+            index += 1
+
+    def close(self) -> None:
+        self._capture.release()
+
+
+class ImageSource:
+    """One image or every image in a folder (sorted by name), each a frame of its own."""
+
+    is_live = False
+    is_still = True
+    fps = None
+
+    def __init__(self, path: Path) -> None:
+        self.name = path.stem
+        if path.is_dir():
+            self.paths = sorted(p for p in path.iterdir() if is_image_path(p))
+            if not self.paths:
+                raise SourceError(
+                    f"folder {path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        elif path.is_file():
+            self.paths = [path]
+        else:
+            raise SourceError(f"image {path} does not exist")
+        self.frame_count = len(self.paths)
+        self.size = None
+
+    def __iter__(self) -> Iterator[Frame]:
+        for index, path in enumerate(self.paths):
+            image = read_image(path)
+            if image is None:
+                if len(self.paths) == 1:
+                    raise SourceError(f"{path} is not an image OpenCV can decode")
+                print(f"warning: skipped unreadable image {path}", file=sys.stderr)
+                continue
+            yield Frame(image, index, float(index), path.stem)
+
+    def close(self) -> None:
+        """Nothing stays open between images."""
+
+
+class CameraSource:
+    """The newest frame of a webcam, read on a background thread."""
+
+    is_live = True
+    is_still = False
+    frame_count = None
+
+    def __init__(self, index: int, backend: str = "any", stall_timeout_s: float = 5.0) -> None:
+        self.name = f"camera{index}"
+        self._capture = cv2.VideoCapture(index, CAMERA_BACKENDS[backend])
+        ok, first = self._capture.read() if self._capture.isOpened() else (False, None)
+        if not ok:
+            self._capture.release()
+            other = ", ".join(name for name in CAMERA_BACKENDS if name not in ("any", backend))
+            raise SourceError(
+                f"camera {index} could not be opened (backend {backend}); check that it is connected and not "
+                f"used by another program, try another index with --source {index + 1}, or another capture "
+                f"backend with --camera-backend ({other})")
+        fps = self._capture.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if 1.0 <= fps <= 240.0 else DEFAULT_FPS
+        self.size = (first.shape[1], first.shape[0])
+        self._stall_timeout_s = stall_timeout_s
+        self._newest = first
+        self._newest_serial = 1
+        self._condition = threading.Condition()
+        self._running = True
+        self._started = time.monotonic()
+        self._thread = threading.Thread(target=self._read_forever, name="camera-reader", daemon=True)
+        self._thread.start()
+
+    def _read_forever(self) -> None:
+        while self._running:
+            ok, image = self._capture.read()
+            with self._condition:
+                if not ok:
+                    self._running = False
+                else:
+                    self._newest, self._newest_serial = image, self._newest_serial + 1
+                self._condition.notify_all()
+
+    def __iter__(self) -> Iterator[Frame]:
+        seen, index = 0, 0
+        while True:
+            with self._condition:
+                delivered = self._condition.wait_for(
+                    lambda: self._newest_serial > seen or not self._running, timeout=self._stall_timeout_s)
+                if not delivered or self._newest_serial == seen:
+                    return
+                image, seen = self._newest, self._newest_serial
+            yield Frame(image, index, time.monotonic() - self._started, self.name)
+            index += 1
+
+    def close(self) -> None:
+        self._running = False
+        self._thread.join(timeout=2.0)
+        self._capture.release()
+
+
+def open_source(source: str, camera_backend: str = "any") -> VideoFileSource | ImageSource | CameraSource:
+    """A camera index (``0``), an image, a folder of images, or a video file."""
+    if source.isdigit():
+        return CameraSource(int(source), camera_backend)
+    path = Path(source)
+    if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
+        return ImageSource(path)
+    return VideoFileSource(path)
