@@ -121,14 +121,13 @@ def _git_commit() -> str:
     return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
-def _export(config, state, train_counts: dict, val_set: FaceDataset, run_dir: Path, export_dir: Path,
-            command: str) -> Path:
+def _export(config, state, train_counts: dict, val_set: FaceDataset, run_dir: Path, export_dir: Path) -> Path:
     """Calibrate on val, export to TFLite, measure the exported model as the live pipeline runs it."""
     import keras
 
     from model.export import export_tflite, predict_logits
     from model.metrics import fit_temperature
-    from model.network import count_flops
+    from model.network import build_network, count_flops
     from model.plots import plot_confusion, plot_curves
     from realtime.classifier import ExpressionClassifier
 
@@ -147,7 +146,7 @@ def _export(config, state, train_counts: dict, val_set: FaceDataset, run_dir: Pa
         flops_per_face=2 * count_flops(network),
         training_data={"source": str(config.data), "classes": list(config.classes), "train_images": train_counts,
                        "val_images": val_set.class_counts(), "limit_per_class": config.limit_per_class},
-        training_command=command,
+        training_command=config.command,
         commit=_git_commit(),
         notes="Probabilities come from the mean of the logits of the face and its mirror image, divided by "
               "the temperature fitted on the validation split. flops_per_face counts both passes.",
@@ -165,10 +164,13 @@ def _export(config, state, train_counts: dict, val_set: FaceDataset, run_dir: Pa
     plot_curves(state.history, run_dir / "curves.png")
     plot_confusion(np.array(metrics["confusion"]), list(config.classes), run_dir / "confusion.png",
                    f"validation, accuracy {metrics['accuracy']:.3f}")
+    # The shipped .keras holds the weights alone: the optimizer state in best.keras only serves resuming.
+    weights_only = build_network(network.output_shape[-1], config.input)
+    weights_only.set_weights(network.get_weights())
+    weights_only.save(run_dir / f"{name}.keras")
     export_dir.mkdir(parents=True, exist_ok=True)
-    for source, suffix in ((tflite_path, ".tflite"), (run_dir / "best.keras", ".keras"),
-                           (card_path_for(tflite_path), ".json")):
-        shutil.copyfile(source, export_dir / f"{name}{suffix}")
+    for suffix in (".tflite", ".keras", ".json"):
+        shutil.copyfile(run_dir / f"{name}{suffix}", export_dir / f"{name}{suffix}")
     print(json.dumps({k: metrics[k] for k in ("accuracy", "roc_auc", "ece", "keras_tflite_agreement") if k in metrics}))
     return export_dir / f"{name}.tflite"
 
@@ -185,7 +187,7 @@ def train_main(argv: list[str]) -> int:
         config = TrainConfig(
             classes=args.classes, aux_classes=aux_classes, data=str(args.data), epochs=args.epochs, batch_size=args.batch_size,
             learning_rate=args.learning_rate, patience=args.patience, seed=args.seed,
-            limit_per_class=args.limit_per_class, input=InputSpec())
+            limit_per_class=args.limit_per_class, input=InputSpec(), command=shlex.join(["python", "train.py", *argv]))
         run_dir = args.run_dir or REPO / "runs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{'_'.join(config.classes)}"
     if len(set(config.classes)) < 2:
         raise UsageError("--classes needs at least two different class names")
@@ -199,8 +201,7 @@ def train_main(argv: list[str]) -> int:
     state = train(config, train_set, val_set, run_dir)
     if state.best_epoch < 0:
         raise UsageError(f"{run_dir} finished without a trained epoch")
-    command = "python train.py " + shlex.join(argv)
-    model_path = _export(config, state, train_set.class_counts(), val_set, run_dir, args.export_dir, command)
+    model_path = _export(config, state, train_set.class_counts(), val_set, run_dir, args.export_dir)
     print(f"best epoch {state.best_epoch} of {state.epochs_done}; model written to {model_path} "
           f"(card {card_path_for(model_path)}); curves and confusion matrix in {run_dir}")
     return 0

@@ -25,6 +25,7 @@ class TrainConfig:
     seed: int = 1
     limit_per_class: int | None = None
     input: InputSpec = field(default_factory=InputSpec)
+    command: str = ""
 
     def save(self, path: Path) -> None:
         write_atomically(path, json.dumps(asdict(self), indent=2))

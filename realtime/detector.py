@@ -8,12 +8,13 @@ range finds the smaller faces of group photos and stages.
 from __future__ import annotations
 
 import importlib.abc
+import os
 import sys
 import cv2
 import numpy as np
 
 from model.preprocess import CropFraming, crop_aligned_face
-from realtime.detector_model import DetectorModelError, ensure_detector_model
+from realtime.detector_model import PROXY_VARIABLES, DetectorModelError, ensure_detector_model
 from realtime.types import Detection
 
 # Large stills are detected on a copy no longer than this: BlazeFace sees at most 192x192 anyway,
@@ -37,6 +38,23 @@ class _HideTensorFlow(importlib.abc.MetaPathFinder):
         if name == "tensorflow" or name.startswith("tensorflow."):
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
         return None
+
+
+# MediaPipe's PyPI build posts usage metrics (task, mode, invocation counts, latencies; no images) to
+# https://play.googleapis.com/log through its bundled libcurl, at close() and every ~60 s, with no
+# option to turn it off (google-ai-edge/mediapipe#6291). libcurl honours https_proxy, so pointing it
+# at a closed local port makes every such upload fail on the spot, before any DNS lookup.
+TELEMETRY_SINK_PROXY = "http://127.0.0.1:9"
+
+
+def block_mediapipe_telemetry() -> None:
+    """Route the process's HTTPS through a dead local proxy, so MediaPipe's metrics never leave the machine.
+
+    The detector model is fetched before this, by a pip subprocess that gets the user's own proxy settings.
+    """
+    for name in PROXY_VARIABLES:
+        os.environ.pop(name, None)
+    os.environ["https_proxy"] = os.environ["HTTPS_PROXY"] = TELEMETRY_SINK_PROXY
 
 
 def _import_mediapipe():
@@ -72,6 +90,7 @@ class FaceDetector:
             model_path = ensure_detector_model(model_range)
         except DetectorModelError as error:
             raise DetectorError(str(error)) from None
+        block_mediapipe_telemetry()
         self._mediapipe, core, vision = _import_mediapipe()
         mode = vision.RunningMode.IMAGE if still_images else vision.RunningMode.VIDEO
         options = vision.FaceDetectorOptions(

@@ -32,6 +32,10 @@ class DetectorModelFile:
 
 
 SOURCE_WHEEL = "mediapipe==0.10.21"
+PROXY_VARIABLES = ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY")
+# The user's proxy settings as the program started, for pip: the detector later points this process's
+# https_proxy at a dead port to silence MediaPipe's metrics (see realtime.detector).
+USER_PROXY_ENVIRONMENT = {name: os.environ[name] for name in PROXY_VARIABLES if name in os.environ}
 MODELS = {
     "short": DetectorModelFile(
         "face_detection_short_range.tflite",
@@ -74,8 +78,9 @@ def _download_source_wheel(destination: Path) -> Path:
         "--platform", "manylinux_2_28_x86_64", "--disable-pip-version-check", "--quiet", "-d", str(destination),
         SOURCE_WHEEL,
     ]
+    environment = {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES} | USER_PROXY_ENVIRONMENT
     try:
-        subprocess.run(command, check=True, capture_output=True, text=True, timeout=600)
+        subprocess.run(command, check=True, capture_output=True, text=True, timeout=600, env=environment)
     except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
         detail = getattr(error, "stderr", "") or str(error)
         raise DetectorModelError(
