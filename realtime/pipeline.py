@@ -65,16 +65,19 @@ class ExpressionPipeline:
         self.framing = framing
         self._classes = tuple(classifier.classes)
 
-    def classify(self, image: np.ndarray, detections: list[Detection]) -> list[Face]:
-        """All faces of a frame in one batched model call."""
-        if not detections:
-            return []
+    def preprocess(self, image: np.ndarray, detections: list[Detection]) -> np.ndarray:
+        """Every detected face cut out, levelled and framed like a training crop, as one model batch."""
         crops = [crop_face(image, detection, self.framing) for detection in detections]
-        probs = self.classifier.predict(faces_to_batch(crops, self.classifier.input_spec))
+        return faces_to_batch(crops, self.classifier.input_spec)
+
+    def faces(self, detections: list[Detection], probs: np.ndarray) -> list[Face]:
         return [Face(d, tuple(float(p) for p in row), self._classes) for d, row in zip(detections, probs)]
 
     def process(self, frame: Frame, fps: float | None) -> tuple[list[Face], np.ndarray]:
-        faces = self.classify(frame.image, self.detector.detect(frame.image, frame.timestamp_s))
+        """One frame through every stage; all its faces go to the classifier in a single call."""
+        detections = self.detector.detect(frame.image, frame.timestamp_s)
+        probs = self.classifier.predict(self.preprocess(frame.image, detections))
+        faces = self.faces(detections, probs)
         return faces, self.annotator.draw(frame.image, faces, fps)
 
 

@@ -7,6 +7,7 @@ them in a ``finally`` block, so a recording is finalized however the run ends.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -25,15 +26,12 @@ class OutputError(Exception):
 
 
 def _writable_parent(path: Path, what: str) -> None:
-    parent = path.resolve().parent
+    """Fail before the first frame, not after minutes of processing, when an output cannot be written."""
+    parent = path.absolute().parent
     if not parent.is_dir():
         raise OutputError(f"cannot write the {what} {path}: folder {parent} does not exist")
-    probe = parent / f".write-test-{id(path)}"
-    try:
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as error:
-        raise OutputError(f"cannot write the {what} {path}: {error.strerror or error}") from None
+    if not os.access(parent, os.W_OK) and not os.access(path, os.W_OK):
+        raise OutputError(f"cannot write the {what} {path}: folder {parent} is not writable")
 
 
 class VideoSink:
