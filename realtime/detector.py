@@ -8,6 +8,8 @@ range finds the smaller faces of group photos and stages.
 from __future__ import annotations
 
 import importlib.abc
+import importlib.machinery
+import importlib.util
 import os
 import sys
 import cv2
@@ -26,17 +28,24 @@ class DetectorError(Exception):
     """The face detector cannot be set up; the message says why."""
 
 
-class _HideTensorFlow(importlib.abc.MetaPathFinder):
-    """Reports TensorFlow as missing while MediaPipe imports.
+class _MediaPipeImportGuard(importlib.abc.MetaPathFinder):
+    """Keeps MediaPipe's import from pulling in what the live path never uses.
 
-    MediaPipe tries ``from tensorflow.tools.docs import doc_controls`` only to decorate its API docs,
-    and falls back when TensorFlow is absent. Where TensorFlow is installed (train.py needs it) that
-    import alone costs about 3 s and 500 MB, which the live path must not pay.
+    MediaPipe tries ``from tensorflow.tools.docs import doc_controls`` only to decorate its API docs
+    and falls back when TensorFlow is absent; where TensorFlow is installed (train.py needs it) that
+    import alone costs about 3 s and 500 MB, so TensorFlow is reported missing. Its drawing helpers
+    import matplotlib.pyplot at module level (a quarter of a second) for plots we never draw, so
+    pyplot is loaded lazily: only if something touches it.
     """
 
     def find_spec(self, name, path=None, target=None):
         if name == "tensorflow" or name.startswith("tensorflow."):
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        if name == "matplotlib.pyplot":
+            spec = importlib.machinery.PathFinder.find_spec(name, path)
+            if spec is not None and spec.loader is not None:
+                spec.loader = importlib.util.LazyLoader(spec.loader)
+            return spec
         return None
 
 
@@ -63,13 +72,13 @@ def _import_mediapipe():
         from mediapipe.tasks.python import core, vision
 
         return mediapipe, core, vision
-    hider = _HideTensorFlow()
-    sys.meta_path.insert(0, hider)
+    guard = _MediaPipeImportGuard()
+    sys.meta_path.insert(0, guard)
     try:
         import mediapipe
         from mediapipe.tasks.python import core, vision
     finally:
-        sys.meta_path.remove(hider)
+        sys.meta_path.remove(guard)
     return mediapipe, core, vision
 
 
