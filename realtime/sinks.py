@@ -141,13 +141,14 @@ class WindowSink:
     def consume(self, frame: Frame, faces: list[Face], annotated: np.ndarray) -> None:
         self._fit_window(annotated.shape[1], annotated.shape[0])
         cv2.imshow(self.title, annotated)
-        key = cv2.waitKey(0 if self._hold_stills else 1)
-        self._handle_key(key, frame, annotated)
-        while (self._paused or (self._hold_stills and key & 0xFF == ord("s"))) and not self.quit_requested:
-            key = cv2.waitKey(50)
+        while not self.quit_requested:
+            key = cv2.waitKey(50 if self._paused else 0 if self._hold_stills else 1)
             self._handle_key(key, frame, annotated)
-            if self._hold_stills and key != -1 and key & 0xFF != ord("s"):
-                break
+            if self._paused:
+                continue
+            # A still stays up until a key other than s (screenshot) or space is pressed, or its window closes.
+            if not self._hold_stills or key == -1 or key & 0xFF not in (ord("s"), ord(" ")):
+                return
 
     def _handle_key(self, key: int, frame: Frame, annotated: np.ndarray) -> None:
         key &= 0xFF
