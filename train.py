@@ -144,7 +144,7 @@ def _export(config, state, train_counts: dict, val_set: FaceDataset, run_dir: Pa
         temperature=round(temperature, 4),
         parameters=int(network.count_params()),
         flops_per_face=2 * count_flops(network),
-        training_data={"source": str(config.data), "classes": list(config.classes), "train_images": train_counts,
+        training_data={"source": os.path.relpath(config.data, REPO), "classes": list(config.classes), "train_images": train_counts,
                        "val_images": val_set.class_counts(), "limit_per_class": config.limit_per_class},
         training_command=config.command,
         commit=_git_commit(),

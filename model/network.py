@@ -1,9 +1,13 @@
 """The expression CNN, sized for the run-time budget of about 1 ms per face on two CPU cores.
 
 Four double-convolution blocks (16-32-64-128 channels) on a 48x48 gray face, then a small dense
-head on the flattened 3x3 map. About 60 MFLOP per face: measured on these cores, networks four to
-forty times larger gained under a point on FER2013 (its labels are noisy), while the export runs
-each face twice (as seen and mirrored) within the same budget.
+head on the flattened 3x3 map. Dropout sits in the head only: with augmentation, random erasing and
+label smoothing already in play, a network this small underfits when its convolutions drop out too
+(training accuracy stalled at 0.76 with spatial dropout in every block).
+
+About 60 MFLOP per face: networks four to forty times larger gained under a point on FER2013 (its
+labels are noisy; see ../shared/docs/DESIGN.md), while this size lets the export run each face
+twice (as seen and mirrored) within the budget.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ def build_network(
     spec: InputSpec = InputSpec(),
     widths: tuple[int, ...] = (16, 32, 64, 128),
     dense_units: int = 256,
-    dropout: float = 0.4,
+    dropout: float = 0.25,
 ) -> keras.Model:
     """A functional Keras model from normalized faces to class logits (softmax is left to the loss and export)."""
     inputs = keras.Input((spec.size, spec.size, spec.channels), name="face")
@@ -34,7 +38,6 @@ def build_network(
         x = _conv_bn_relu(x, filters, f"block{block}a")
         x = _conv_bn_relu(x, filters, f"block{block}b")
         x = layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
-        x = layers.SpatialDropout2D(0.1, name=f"block{block}_drop")(x)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dropout(dropout, name="head_drop1")(x)
     x = layers.Dense(dense_units, use_bias=False, name="head_dense")(x)
