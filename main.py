@@ -23,6 +23,7 @@ from realtime.detector import DetectorError, FaceDetector
 from realtime.pipeline import ExpressionPipeline, run
 from realtime.sinks import JsonlSink, OutputError, ProgressLine, ScreenshotSink, VideoSink, WindowSink
 from realtime.sources import CAMERA_BACKENDS, SourceError, open_source
+from realtime.tracker import FaceTracker, TrackerSettings
 
 REPO = Path(__file__).resolve().parent
 DEFAULT_MODEL = REPO / "model" / "happy_sad.tflite"
@@ -55,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--screenshot-every", type=int, metavar="N", help="save a screenshot every N frames")
     parser.add_argument("--no-display", action="store_true", help="no window (headless runs)")
     parser.add_argument("--no-stats", action="store_true", help="hide the FPS and face-count overlay")
+    parser.add_argument("--show-ids", action="store_true", help="draw each face's track id")
+    parser.add_argument("--smoothing", type=float, default=TrackerSettings.time_constant_s, metavar="SECONDS",
+                        help="time constant of the per-face probability smoothing; 0 shows raw per-frame labels "
+                             "(default: %(default)s)")
+    parser.add_argument("--min-confidence", type=float, default=None,
+                        help="below this smoothed confidence a face is drawn gray, as not sure "
+                             "(default: the model card's)")
     return parser
 
 
@@ -100,7 +108,14 @@ def run_detector(args) -> int:
         sinks, window = _open_sinks(args, source)
         progress = ProgressLine(source.frame_count) if args.no_display else None
         with FaceDetector(args.detector, still_images=source.is_still) as detector:
-            pipeline = ExpressionPipeline(detector, classifier, Annotator(show_stats=not args.no_stats), CropFraming())
+            settings = TrackerSettings(
+                time_constant_s=args.smoothing,
+                switch_margin=TrackerSettings.switch_margin if args.smoothing > 0 else 0.0,
+                min_confidence=classifier.card.min_confidence if args.min_confidence is None else args.min_confidence)
+            pipeline = ExpressionPipeline(
+                detector, classifier, FaceTracker(tuple(classifier.classes), settings),
+                Annotator(show_stats=not args.no_stats, show_ids=args.show_ids), CropFraming(),
+                still_images=source.is_still)
             status = 0
             try:
                 summary = run(source, pipeline, sinks,

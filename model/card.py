@@ -23,6 +23,7 @@ class ModelCard:
     input: InputSpec
     output: str = "probabilities"
     temperature: float = 1.0
+    min_confidence: float = 0.6
     mirror_averaging: bool = True
     parameters: int = 0
     flops_per_face: int = 0

@@ -21,6 +21,7 @@ CLASS_COLOURS = {  # BGR
     "surprise": (80, 220, 80),
 }
 FALLBACK_COLOURS = [(0, 180, 180), (180, 0, 180), (120, 180, 0), (0, 90, 255)]
+UNCERTAIN_COLOUR = (150, 150, 150)
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
@@ -45,8 +46,11 @@ class Style:
 
 
 class Annotator:
-    def __init__(self, show_stats: bool = True) -> None:
+    """Draws faces; a face whose smoothed confidence is under the threshold is drawn in neutral gray."""
+
+    def __init__(self, show_stats: bool = True, show_ids: bool = False) -> None:
         self.show_stats = show_stats
+        self.show_ids = show_ids
 
     def draw(self, image: np.ndarray, faces: list[Face], fps: float | None) -> np.ndarray:
         """A copy of ``image`` with every face labelled (the source frame stays untouched)."""
@@ -63,9 +67,11 @@ class Annotator:
 
     def _draw_face(self, canvas: np.ndarray, face: Face, style: Style) -> None:
         x, y, w, h = face.detection.box
-        colour = class_colour(face.label, face.classes)
+        colour = UNCERTAIN_COLOUR if face.uncertain else class_colour(face.label, face.classes)
         cv2.rectangle(canvas, (x, y), (x + w, y + h), colour, style.thickness, cv2.LINE_AA)
-        text = f"{face.label} {face.confidence:.0%}"
+        text = f"{face.label}{'?' if face.uncertain else ''} {face.confidence:.0%}"
+        if self.show_ids and face.track_id is not None:
+            text = f"#{face.track_id} {text}"
         (text_w, text_h), baseline = cv2.getTextSize(text, FONT, style.font_scale, style.thickness)
         label_h = text_h + baseline + 2 * style.padding
         top = y - label_h if y - label_h >= 0 else y + h

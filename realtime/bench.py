@@ -3,7 +3,7 @@
 Everything is measured on this machine, in one run, on real media from ../shared/media:
 
 - end to end on short_hamilton_clip.mp4, headless: decode -> detect -> preprocess -> classify ->
-  annotate per frame (no window, no encoding), after a warm-up; frames/s, median and p99 ms per
+  track -> annotate per frame (no window, no encoding), after a warm-up; frames/s, median and p99 ms per
   frame, and the median and p95 of each stage;
 - the classifier alone at batch 1 to 32 (ms per batch and per face);
 - frames holding 1, 2, 4, 8 and 16 real faces tiled into 1280x720 (full-range detector, since
@@ -35,6 +35,7 @@ from realtime.classifier import ExpressionClassifier
 from realtime.detector import FaceDetector
 from realtime.pipeline import ExpressionPipeline
 from realtime.sources import VideoFileSource
+from realtime.tracker import FaceTracker
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / "model" / "happy_sad.tflite"
@@ -43,7 +44,7 @@ CLIP = MEDIA / "short_hamilton_clip.mp4"
 PHOTOS = ("two_people.jpg", "obama.jpg", "biden.jpg", "kit_with_rose.jpg", "obama_and_biden.jpg")
 BATCH_SIZES = (1, 2, 4, 8, 16, 32)
 FACE_COUNTS = (1, 2, 4, 8, 16)
-STAGES = ("decode", "detect", "preprocess", "classify", "annotate")
+STAGES = ("decode", "detect", "preprocess", "classify", "track", "annotate")
 
 
 class BenchError(Exception):
@@ -76,6 +77,10 @@ def bench_classifier(classifier: ExpressionClassifier, faces: np.ndarray, second
     return results
 
 
+def _pipeline(detector: FaceDetector, classifier: ExpressionClassifier) -> ExpressionPipeline:
+    return ExpressionPipeline(detector, classifier, FaceTracker(tuple(classifier.classes)), Annotator(), CropFraming())
+
+
 def _timed_frames(pipeline: ExpressionPipeline, frames, warmup: int) -> tuple[list[float], dict[str, list[float]], int]:
     """Per-frame total ms and per-stage ms, each stage timed around the very calls the pipeline makes."""
     totals: list[float] = []
@@ -93,13 +98,15 @@ def _timed_frames(pipeline: ExpressionPipeline, frames, warmup: int) -> tuple[li
         t2 = time.perf_counter()
         batch = pipeline.preprocess(frame.image, detections)
         t3 = time.perf_counter()
-        faces = pipeline.faces(detections, pipeline.classifier.predict(batch))
+        probs = pipeline.classifier.predict(batch)
         t4 = time.perf_counter()
-        pipeline.annotator.draw(frame.image, faces, 0.0)
+        faces = pipeline.track(detections, probs, frame.timestamp_s)
         t5 = time.perf_counter()
+        pipeline.annotator.draw(frame.image, faces, 0.0)
+        t6 = time.perf_counter()
         if index >= warmup:
-            totals.append(_ms(t5 - t0))
-            for name, start, end in zip(STAGES, (t0, t1, t2, t3, t4), (t1, t2, t3, t4, t5)):
+            totals.append(_ms(t6 - t0))
+            for name, start, end in zip(STAGES, (t0, t1, t2, t3, t4, t5), (t1, t2, t3, t4, t5, t6)):
                 stages[name].append(_ms(end - start))
             faces_seen += len(faces)
         index += 1
@@ -110,7 +117,7 @@ def bench_clip(classifier: ExpressionClassifier, warmup: int) -> dict:
     source = VideoFileSource(CLIP)
     try:
         with FaceDetector("short") as detector:
-            pipeline = ExpressionPipeline(detector, classifier, Annotator(), CropFraming())
+            pipeline = _pipeline(detector, classifier)
             totals, stages, faces = _timed_frames(pipeline, source, warmup)
     finally:
         source.close()
@@ -157,7 +164,7 @@ def bench_face_scaling(classifier: ExpressionClassifier, repeats: int) -> dict:
     tiles = face_tiles()
     results = {}
     with FaceDetector("full") as detector:
-        pipeline = ExpressionPipeline(detector, classifier, Annotator(), CropFraming())
+        pipeline = _pipeline(detector, classifier)
         timestamp = 0.0
         for count in FACE_COUNTS:
             image = tiled_frame(tiles, count)
@@ -216,7 +223,7 @@ def _clip_faces(classifier: ExpressionClassifier) -> np.ndarray:
     batches = []
     try:
         with FaceDetector("short") as detector:
-            pipeline = ExpressionPipeline(detector, classifier, Annotator(), CropFraming())
+            pipeline = _pipeline(detector, classifier)
             for frame in source:
                 batches.append(pipeline.preprocess(frame.image, detector.detect(frame.image, frame.timestamp_s)))
     finally:

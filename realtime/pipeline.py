@@ -1,4 +1,4 @@
-"""The live loop: source -> detector -> preprocess -> classifier -> annotator -> sinks, one frame at a time."""
+"""The live loop: source -> detector -> preprocess -> classifier -> tracker -> annotator -> sinks, frame by frame."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from model.preprocess import CropFraming, faces_to_batch
 from realtime.annotator import Annotator
 from realtime.classifier import ExpressionClassifier
 from realtime.detector import FaceDetector, crop_face
+from realtime.tracker import FaceTracker
 from realtime.types import Detection, Face, Frame
 
 
@@ -57,27 +58,31 @@ class FrameRate:
 class ExpressionPipeline:
     """Everything between a decoded frame and its annotated picture."""
 
-    def __init__(self, detector: FaceDetector, classifier: ExpressionClassifier, annotator: Annotator,
-                 framing: CropFraming = CropFraming()) -> None:
+    def __init__(self, detector: FaceDetector, classifier: ExpressionClassifier, tracker: FaceTracker,
+                 annotator: Annotator, framing: CropFraming = CropFraming(), still_images: bool = False) -> None:
         self.detector = detector
         self.classifier = classifier
+        self.tracker = tracker
         self.annotator = annotator
         self.framing = framing
-        self._classes = tuple(classifier.classes)
+        self.still_images = still_images
 
     def preprocess(self, image: np.ndarray, detections: list[Detection]) -> np.ndarray:
         """Every detected face cut out, levelled and framed like a training crop, as one model batch."""
         crops = [crop_face(image, detection, self.framing) for detection in detections]
         return faces_to_batch(crops, self.classifier.input_spec)
 
-    def faces(self, detections: list[Detection], probs: np.ndarray) -> list[Face]:
-        return [Face(d, tuple(float(p) for p in row), self._classes) for d, row in zip(detections, probs)]
+    def track(self, detections: list[Detection], probs: np.ndarray, timestamp_s: float) -> list[Face]:
+        """Ids, smoothing and steady labels; unrelated still images share no history."""
+        if self.still_images:
+            self.tracker.reset()
+        return self.tracker.update(detections, probs, timestamp_s)
 
     def process(self, frame: Frame, fps: float | None) -> tuple[list[Face], np.ndarray]:
         """One frame through every stage; all its faces go to the classifier in a single call."""
         detections = self.detector.detect(frame.image, frame.timestamp_s)
         probs = self.classifier.predict(self.preprocess(frame.image, detections))
-        faces = self.faces(detections, probs)
+        faces = self.track(detections, probs, frame.timestamp_s)
         return faces, self.annotator.draw(frame.image, faces, fps)
 
 

@@ -86,7 +86,11 @@ class ScreenshotSink:
 
 
 class JsonlSink:
-    """One JSON record per processed frame: frame index, time, and every face with its box and probabilities."""
+    """One JSON record per processed frame: frame index, time, and every face with its id, box and probabilities.
+
+    ``label``/``probs`` are what is drawn (smoothed, with hysteresis); ``raw_label``/``raw_probs`` are
+    the classifier's output for this frame alone.
+    """
 
     def __init__(self, path: Path) -> None:
         _writable_parent(path, "log")
@@ -98,10 +102,14 @@ class JsonlSink:
             "t": round(frame.timestamp_s, 4),
             "faces": [
                 {
+                    "id": face.track_id,
                     "box": list(face.detection.box),
                     "score": round(face.detection.score, 4),
                     "label": face.label,
-                    "probs": {name: round(float(p), 4) for name, p in zip(face.classes, face.probs)},
+                    "probs": {name: round(p, 4) for name, p in zip(face.classes, face.probs)},
+                    "uncertain": face.uncertain,
+                    "raw_label": face.raw_label,
+                    "raw_probs": {name: round(p, 4) for name, p in zip(face.classes, face.raw_probs)},
                 }
                 for face in faces
             ],

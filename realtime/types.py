@@ -33,16 +33,24 @@ class Detection:
 
 @dataclass(frozen=True)
 class Face:
-    """A detected face with the classifier's probabilities, in the model card's class order."""
+    """A detected face as drawn: smoothed probabilities (card class order), the steady label, and the raw ones.
+
+    ``track_id`` follows the face across frames; ``uncertain`` marks a label whose smoothed confidence
+    is below the threshold, drawn in a neutral colour.
+    """
 
     detection: Detection
     probs: tuple[float, ...]
     classes: tuple[str, ...]
-
-    @property
-    def label(self) -> str:
-        return self.classes[int(np.argmax(self.probs))]
+    label: str
+    raw_probs: tuple[float, ...]
+    track_id: int | None = None
+    uncertain: bool = False
 
     @property
     def confidence(self) -> float:
-        return float(max(self.probs))
+        return self.probs[self.classes.index(self.label)]
+
+    @property
+    def raw_label(self) -> str:
+        return self.classes[int(np.argmax(self.raw_probs))]

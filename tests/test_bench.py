@@ -25,7 +25,7 @@ def test_benchmark_json_has_every_figure(media: Path):
         assert _positive(report[key]), (key, report.get(key))
     assert set(report["classifier_ms_per_face"]) == {"1", "2", "4", "8", "16", "32"}
     assert set(report["faces_scaling_ms"]) == {"1", "2", "4", "8", "16"}
-    assert set(report["stages_ms"]) == {"decode", "detect", "preprocess", "classify", "annotate"}
+    assert set(report["stages_ms"]) == {"decode", "detect", "preprocess", "classify", "track", "annotate"}
 
 
 def test_classifier_benchmark_alone(media: Path):

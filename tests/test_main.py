@@ -47,7 +47,7 @@ def test_headless_clip_writes_every_frame_and_finds_the_face(tmp_path: Path, med
     with_face = sum(bool(r["faces"]) for r in records)
     assert with_face >= 0.8 * CLIP_FRAMES
     face = next(f for r in records for f in r["faces"])
-    assert set(face) == {"box", "score", "label", "probs"}
+    assert set(face) == {"id", "box", "score", "label", "probs", "uncertain", "raw_label", "raw_probs"}
     assert set(face["probs"]) == {"happy", "sad"} and face["label"] in face["probs"]
     assert abs(sum(face["probs"].values()) - 1.0) < 1e-3
     assert f"{CLIP_FRAMES} frames" in result.stderr.splitlines()[-1]
