@@ -112,9 +112,7 @@ def crop_aligned_face(
     network needs 48, and warping straight from a large frame to 48 would alias.
     """
     x, y, w, h = box
-    side = max(w, h) * framing.scale
-    if side < 1:
-        raise ValueError(f"face box too small: {box}")
+    side = max(max(w, h) * framing.scale, 1.0)
     angle = 0.0
     if eye_a is not None and eye_b is not None:
         dx = eye_b[0] - eye_a[0]
