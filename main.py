@@ -20,7 +20,7 @@ from model.preprocess import CropFraming
 from realtime.annotator import Annotator
 from realtime.classifier import ExpressionClassifier, ModelError
 from realtime.detector import DetectorError, FaceDetector
-from realtime.pipeline import ExpressionPipeline, run
+from realtime.pipeline import ExpressionPipeline, RunSummary, run
 from realtime.sinks import JsonlSink, OutputError, ProgressLine, ScreenshotSink, VideoSink, WindowSink
 from realtime.sources import CAMERA_BACKENDS, SourceError, open_source
 from realtime.tracker import FaceTracker, TrackerSettings
@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parent
 DEFAULT_MODEL = REPO / "model" / "happy_sad.tflite"
 EXIT_CODES = """exit status:
   0    the source was processed to its end, or you quit
+  1    writing an output failed mid-run (e.g. the disk filled up); what was written is finalized
   2    a source, model, detector or output could not be used (the message says which and why)
   130  interrupted by Ctrl-C or SIGTERM; outputs written so far are finalized and playable
 """
@@ -97,8 +98,53 @@ def _open_sinks(args, source) -> tuple[list, WindowSink | None]:
     return sinks, window
 
 
+def _close_all(sinks: list) -> OSError | None:
+    """Close every sink even if one fails (a full disk shows up at the last flush), returning the first failure."""
+    failure = None
+    for sink in sinks:
+        try:
+            sink.close()
+        except OSError as error:
+            failure = failure or error
+    return failure
+
+
 def _raise_terminated(signum, frame) -> None:
     raise Terminated()
+
+
+def _build_pipeline(args, classifier: ExpressionClassifier, detector: FaceDetector, source) -> ExpressionPipeline:
+    settings = TrackerSettings(
+        time_constant_s=args.smoothing,
+        switch_margin=TrackerSettings.switch_margin if args.smoothing > 0 else 0.0,
+        min_confidence=classifier.card.min_confidence if args.min_confidence is None else args.min_confidence)
+    return ExpressionPipeline(
+        detector, classifier, FaceTracker(tuple(classifier.classes), settings),
+        Annotator(show_stats=not args.no_stats, show_ids=args.show_ids), CropFraming(), still_images=source.is_still)
+
+
+def _process(source, pipeline: ExpressionPipeline, sinks: list, window, progress) -> tuple[int, RunSummary | None]:
+    """Run to the end, a quit, a signal or a write failure; every sink is closed (finalized) in all cases."""
+    failure: OSError | None = None
+    summary = None
+    status = 0
+    try:
+        summary = run(source, pipeline, sinks,
+                      should_stop=lambda: window is not None and window.quit_requested,
+                      on_frame=(lambda s, fps: progress.update(s.frames, fps or 0.0)) if progress else None)
+    except (KeyboardInterrupt, Terminated):
+        status = 130
+    except OSError as error:
+        failure = error
+    finally:
+        failure = _close_all(sinks) or failure
+        if progress:
+            progress.finish()
+    if failure is not None:
+        print(f"error: writing an output failed ({failure.strerror or failure}); stopped, and what was written "
+              f"so far is finalized", file=sys.stderr)
+        return 1, None
+    return status, summary
 
 
 def run_detector(args) -> int:
@@ -108,34 +154,18 @@ def run_detector(args) -> int:
         sinks, window = _open_sinks(args, source)
         progress = ProgressLine(source.frame_count) if args.no_display else None
         with FaceDetector(args.detector, still_images=source.is_still) as detector:
-            settings = TrackerSettings(
-                time_constant_s=args.smoothing,
-                switch_margin=TrackerSettings.switch_margin if args.smoothing > 0 else 0.0,
-                min_confidence=classifier.card.min_confidence if args.min_confidence is None else args.min_confidence)
-            pipeline = ExpressionPipeline(
-                detector, classifier, FaceTracker(tuple(classifier.classes), settings),
-                Annotator(show_stats=not args.no_stats, show_ids=args.show_ids), CropFraming(),
-                still_images=source.is_still)
-            status = 0
-            try:
-                summary = run(source, pipeline, sinks,
-                              should_stop=lambda: window is not None and window.quit_requested,
-                              on_frame=(lambda s, fps: progress.update(s.frames, fps or 0.0)) if progress else
-                              (lambda s, fps: None))
-            except (KeyboardInterrupt, Terminated):
-                status, summary = 130, None
-            finally:
-                for sink in sinks:
-                    sink.close()
-                if progress:
-                    progress.finish()
+            pipeline = _build_pipeline(args, classifier, detector, source)
+            status, summary = _process(source, pipeline, sinks, window, progress)
     finally:
         source.close()
-    if summary is None:
+    if status == 130:
         print(f"interrupted; outputs written so far are complete{f' ({args.output})' if args.output else ''}",
               file=sys.stderr)
-    else:
+    if summary is not None:
         print(summary.line(), file=sys.stderr)
+        if source.ended_early:
+            print(f"warning: {args.source} ended after {source.frames_read} of its {source.frame_count} frames; "
+                  f"the file is cut short or damaged", file=sys.stderr)
     return status
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Iterable, Protocol
+from typing import Callable, Iterable, Protocol
 
 import numpy as np
 
@@ -86,8 +86,9 @@ class ExpressionPipeline:
         return faces, self.annotator.draw(frame.image, faces, fps)
 
 
-def run(frames: Iterable[Frame], pipeline: ExpressionPipeline, sinks: list[Sink], should_stop=lambda: False,
-        on_frame=lambda summary, fps: None) -> RunSummary:
+def run(frames: Iterable[Frame], pipeline: ExpressionPipeline, sinks: list[Sink],
+        should_stop: Callable[[], bool] = lambda: False,
+        on_frame: Callable[[RunSummary, float | None], None] | None = None) -> RunSummary:
     """Process every frame into every sink until the source ends or ``should_stop()`` says so."""
     summary, rate = RunSummary(), FrameRate()
     started = time.perf_counter()
@@ -99,7 +100,9 @@ def run(frames: Iterable[Frame], pipeline: ExpressionPipeline, sinks: list[Sink]
             summary.frames += 1
             summary.faces += len(faces)
             summary.frames_with_faces += bool(faces)
-            on_frame(summary, rate.tick())
+            fps = rate.tick()
+            if on_frame is not None:
+                on_frame(summary, fps)
             if should_stop():
                 break
     finally:

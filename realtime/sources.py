@@ -52,15 +52,23 @@ class VideoFileSource:
         ok, self._first = self._capture.read() if self._capture.isOpened() else (False, None)
         if not ok:
             self._capture.release()
-            raise SourceError(f"{path} is not a video OpenCV can decode")
+            raise SourceError(
+                f"{path} cannot be decoded as a video (not a video, damaged, or cut short before its index)")
         fps = self._capture.get(cv2.CAP_PROP_FPS)
         self.fps = fps if 1.0 <= fps <= 240.0 else DEFAULT_FPS
         self.size = (self._first.shape[1], self._first.shape[0])
         self.frame_count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+        self.frames_read = 0
+
+    @property
+    def ended_early(self) -> bool:
+        """True when decoding stopped before the frame count the container announces (a cut-off file)."""
+        return self.frame_count is not None and self.frames_read < self.frame_count
 
     def __iter__(self) -> Iterator[Frame]:
         image, index = self._first, 0
         while image is not None:
+            self.frames_read = index + 1
             yield Frame(image, index, index / self.fps, self.name)
             ok, image = self._capture.read()
             image = image if ok else None
@@ -76,6 +84,7 @@ class ImageSource:
     is_live = False
     is_still = True
     fps = None
+    ended_early = False
 
     def __init__(self, path: Path) -> None:
         self.name = path.stem
@@ -111,6 +120,7 @@ class CameraSource:
     is_live = True
     is_still = False
     frame_count = None
+    ended_early = False
 
     def __init__(self, index: int, backend: str = "any", stall_timeout_s: float = 5.0) -> None:
         self.name = f"camera{index}"

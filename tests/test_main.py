@@ -129,7 +129,7 @@ def test_bad_inputs_end_with_one_clear_sentence(tmp_path: Path):
     bad_model.with_suffix(".json").write_text((REPO / "model" / "happy_sad.json").read_text())
     cases = {
         "does not exist": ["--source", str(tmp_path / "missing.mp4")],
-        "not a video OpenCV can decode": ["--source", str(fake_video)],
+        "cannot be decoded as a video": ["--source", str(fake_video)],
         "holds no images": ["--source", str(empty_dir)],
         "camera 9 could not be opened": ["--source", "9"],
         "not a usable TFLite model": ["--model", str(bad_model), "--source", str(empty_dir)],

@@ -1,0 +1,156 @@
+"""Bad input and faults: every failure is one clear sentence and a documented exit status, no traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from realtime.classifier import ExpressionClassifier, ModelError
+from tests.conftest import COMMITTED_MODEL, run_cli
+
+
+def _fails_with(result, expected: str) -> None:
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and expected in errors[0], result.stderr[-3000:]
+
+
+def _faces_logged(tmp_path: Path, source: Path, *extra: str) -> list[dict]:
+    log = tmp_path / "log.jsonl"
+    result = run_cli("main.py", "--source", str(source), "--no-display", "--log", str(log), *extra)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def test_a_zero_byte_video_is_named_as_empty(tmp_path: Path):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    _fails_with(run_cli("main.py", "--source", str(empty), "--no-display"), "is empty (0 bytes)")
+
+
+def test_a_video_cut_mid_stream_is_processed_then_reported(tmp_path: Path):
+    video = tmp_path / "whole.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (320, 240))
+    for index in range(60):
+        writer.write(np.full((240, 320, 3), index * 4, np.uint8))
+    writer.release()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(video.read_bytes()[: int(video.stat().st_size * 0.6)])
+    log = tmp_path / "log.jsonl"
+    result = run_cli("main.py", "--source", str(cut), "--no-display", "--log", str(log))
+    assert result.returncode == 0, result.stderr[-3000:]
+    frames = len(log.read_text().splitlines())
+    assert 10 < frames < 60
+    assert f"ended after {frames} of its 60 frames" in result.stderr
+
+
+@pytest.mark.parametrize("kind", ["gray", "rgba", "16bit", "1x1"])
+def test_unusual_images_are_read(tmp_path: Path, media: Path, kind: str):
+    photo = cv2.imread(str(media / "obama.jpg"))
+    image = {
+        "gray": cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY),
+        "rgba": cv2.cvtColor(photo, cv2.COLOR_BGR2BGRA),
+        "16bit": photo.astype(np.uint16) * 257,
+        "1x1": photo[:1, :1],
+    }[kind]
+    path = tmp_path / f"{kind}.png"
+    cv2.imwrite(str(path), image)
+    (record,) = _faces_logged(tmp_path, path)
+    assert len(record["faces"]) == (0 if kind == "1x1" else 1)
+
+
+def test_an_exif_rotated_photo_is_shown_upright(tmp_path: Path, media: Path):
+    upright = Image.open(media / "obama.jpg")
+    stored_sideways = upright.transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    path = tmp_path / "sideways.jpg"
+    stored_sideways.save(path, exif=exif)
+    shots = tmp_path / "shots"
+    (record,) = _faces_logged(tmp_path, path, "--screenshot-every", "1", "--screenshot-dir", str(shots))
+    assert len(record["faces"]) == 1
+    assert cv2.imread(str(next(shots.glob("*.png")))).shape[:2] == (upright.height, upright.width)
+
+
+def test_a_huge_image_is_downscaled_for_detection(tmp_path: Path, media: Path):
+    photo = cv2.imread(str(media / "two_people.jpg"))
+    huge = np.full((10000, 10000, 3), 127, np.uint8)
+    huge[:661 * 8, :1126 * 8] = cv2.resize(photo, (1126 * 8, 661 * 8))
+    path = tmp_path / "huge.jpg"
+    cv2.imwrite(str(path), huge)
+    (record,) = _faces_logged(tmp_path, path)
+    assert len(record["faces"]) == 2
+    assert all(face["box"][2] > 500 for face in record["faces"])
+
+
+@pytest.mark.parametrize("where", ["missing", "read-only"])
+def test_an_unwritable_output_fails_before_any_frame(tmp_path: Path, media: Path, where: str):
+    folder = tmp_path / "out"
+    if where == "read-only":
+        folder.mkdir()
+        folder.chmod(0o500)
+        if os.access(folder, os.W_OK):
+            pytest.skip("running as a user who can write into read-only folders")
+    output = folder / "annotated.mp4"
+    result = run_cli("main.py", "--source", str(media / "short_hamilton_clip.mp4"), "--no-display",
+                     "--output", str(output))
+    _fails_with(result, "cannot write the output video")
+    assert not output.exists()
+
+
+def test_a_disk_that_fills_up_stops_the_run_cleanly(tmp_path: Path, media: Path):
+    result = run_cli("main.py", "--source", str(media / "short_hamilton_clip.mp4"), "--no-display",
+                     "--log", "/dev/full")
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert "no space left" in result.stderr.lower()
+
+
+def test_models_that_do_not_match_their_card_are_refused(tmp_path: Path):
+    card = json.loads(COMMITTED_MODEL.with_suffix(".json").read_text())
+    truncated = tmp_path / "truncated.tflite"
+    truncated.write_bytes(COMMITTED_MODEL.read_bytes()[:50_000])
+    truncated.with_suffix(".json").write_text(json.dumps(card))
+    with pytest.raises(ModelError, match="not a usable TFLite model"):
+        ExpressionClassifier(truncated)
+    three = tmp_path / "three.tflite"
+    shutil.copyfile(COMMITTED_MODEL, three)
+    three.with_suffix(".json").write_text(json.dumps({**card, "classes": ["happy", "sad", "neutral"]}))
+    with pytest.raises(ModelError, match="card names 3 classes"):
+        ExpressionClassifier(three)
+    wide = tmp_path / "wide.tflite"
+    shutil.copyfile(COMMITTED_MODEL, wide)
+    wide.with_suffix(".json").write_text(json.dumps({**card, "input": {**card["input"], "size": 64}}))
+    with pytest.raises(ModelError, match="takes inputs of shape"):
+        ExpressionClassifier(wide)
+
+
+def test_more_faces_than_the_largest_batch_are_classified_in_chunks():
+    classifier = ExpressionClassifier(COMMITTED_MODEL)
+    faces = np.random.default_rng(0).random((75, 48, 48, 1), dtype=np.float32)
+    together = classifier.predict(faces)
+    one_by_one = np.concatenate([classifier.predict(faces[i : i + 1]) for i in range(len(faces))])
+    assert together.shape == (75, 2)
+    assert np.allclose(together, one_by_one, atol=1e-5)
+
+
+def test_a_corrupted_detector_model_in_the_cache_is_fetched_again(tmp_path: Path, media: Path):
+    from realtime.detector_model import MODELS
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / MODELS["short"].name).write_bytes(b"corrupted")
+    result = run_cli("main.py", "--source", str(media / "obama.jpg"), "--no-display",
+                     env={"EXPRESSION_DETECTOR_CACHE": str(cache)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "does not match its pinned SHA-256" in result.stderr
+    assert (cache / MODELS["short"].name).stat().st_size == MODELS["short"].size
