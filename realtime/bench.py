@@ -10,18 +10,22 @@ Everything is measured on this machine, in one run, on real media from ../shared
   tiles that small are beyond the short-range model), end-to-end ms per frame;
 - start-up: seconds from launching ``main.py`` as a separate process to its first annotated frame,
   and that process's peak memory (RSS) over the whole clip.
-``python -m realtime.bench classifier`` runs the classifier part alone.
+``python -m realtime.bench classifier`` runs the classifier part alone; ``python -m realtime.bench soak
+--minutes 10`` loops the clip through the whole pipeline (with a JSONL log, as a long session would)
+and reports memory, open files and speed per pass.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -207,6 +211,58 @@ def bench_startup_and_memory(model: Path) -> dict:
     return {"startup_s": round(startup, 3), "peak_rss_mb": round(peak_kb / 1024.0, 1)}
 
 
+def _rss_mb() -> float:
+    status = Path("/proc/self/status").read_text()
+    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")) / 1024.0
+
+
+def bench_soak(classifier: ExpressionClassifier, minutes: float, log_path: Path) -> dict:
+    """Loop the clip for ``minutes`` of video; per pass: frames/s, RSS and open file descriptors."""
+    from realtime.sinks import JsonlSink
+
+    passes = []
+    offset_s = 0.0
+    frames_needed = minutes * 60.0 * 29.97
+    frames_done = 0
+    log = JsonlSink(log_path)
+    try:
+        with FaceDetector("short") as detector:
+            pipeline = _pipeline(detector, classifier)
+            while frames_done < frames_needed:
+                source = VideoFileSource(CLIP)
+                started = time.perf_counter()
+                count = 0
+                try:
+                    for frame in source:
+                        shifted = dataclasses.replace(frame, index=frames_done + count,
+                                                      timestamp_s=frame.timestamp_s + offset_s)
+                        faces, annotated = pipeline.process(shifted, None)
+                        log.consume(shifted, faces, annotated)
+                        count += 1
+                finally:
+                    source.close()
+                elapsed = time.perf_counter() - started
+                frames_done += count
+                offset_s += count / source.fps
+                passes.append({"fps": round(count / elapsed, 1), "rss_mb": round(_rss_mb(), 1),
+                               "open_fds": len(os.listdir("/proc/self/fd"))})
+    finally:
+        log.close()
+    settled = passes[len(passes) // 10 :] if len(passes) >= 10 else passes[1:] or passes
+    fps = [p["fps"] for p in settled]
+    return {
+        "video_minutes": round(frames_done / 29.97 / 60.0, 2),
+        "passes": len(passes),
+        "rss_mb_after_warmup": settled[0]["rss_mb"],
+        "rss_mb_end": passes[-1]["rss_mb"],
+        "rss_growth_percent": round(100.0 * (passes[-1]["rss_mb"] / settled[0]["rss_mb"] - 1.0), 2),
+        "open_fds": sorted({p["open_fds"] for p in passes}),
+        "fps_min": min(fps),
+        "fps_max": max(fps),
+        "fps_spread_percent": round(100.0 * (max(fps) - min(fps)) / float(np.median(fps)), 1),
+    }
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -253,7 +309,8 @@ def print_table(report: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m realtime.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", nargs="?", choices=["all", "classifier"], default="all")
+    parser.add_argument("what", nargs="?", choices=["all", "classifier", "soak"], default="all")
+    parser.add_argument("--minutes", type=float, default=10.0, help="soak: minutes of video to process")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--threads", type=int, default=2, help="LiteRT threads (default: %(default)s)")
     parser.add_argument("--seconds", type=float, default=2.0, help="classifier timing per batch size")
@@ -266,6 +323,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     classifier = ExpressionClassifier(args.model, num_threads=args.threads)
     report: dict = {"machine": machine()}
+    if args.what == "soak":
+        with tempfile.TemporaryDirectory() as folder:
+            report["soak"] = bench_soak(classifier, args.minutes, Path(folder) / "soak.jsonl")
+        print(json.dumps(report) if args.json else "\n".join(f"{k}: {v}" for k, v in report["soak"].items()))
+        return 0
     faces = _clip_faces(classifier)
     report["classifier"] = {str(k): v for k, v in bench_classifier(classifier, faces, args.seconds).items()}
     report["classifier_ms_per_face"] = {k: v["ms_per_face"] for k, v in report["classifier"].items()}

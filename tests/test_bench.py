@@ -32,3 +32,11 @@ def test_classifier_benchmark_alone(media: Path):
     result = run_cli("-m", "realtime.bench", "classifier", "--seconds", "0.02")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "batch 32:" in result.stdout
+
+
+def test_soak_mode_reports_memory_files_and_speed(media: Path):
+    result = run_cli("-m", "realtime.bench", "soak", "--minutes", "0.1", "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    soak = json.loads(result.stdout.strip().splitlines()[-1])["soak"]
+    assert soak["passes"] >= 1 and soak["video_minutes"] >= 0.1
+    assert soak["rss_mb_end"] > 0 and soak["open_fds"] and soak["fps_min"] > 0

@@ -41,3 +41,20 @@ def test_a_headless_run_contacts_no_host_but_loopback(tmp_path: Path, media: Pat
     assert result.returncode == 0, result.stderr[-3000:]
     addresses = {a or b for a, b in ADDRESS.findall(trace.read_text())}
     assert addresses <= {"127.0.0.1", "::1"}, f"contacted {sorted(addresses)}"
+
+
+def test_a_headless_pass_runs_with_no_network_at_all(tmp_path: Path, media: Path):
+    """In a network namespace of its own (no interfaces but a downed loopback), once the detector model is cached."""
+    unshare = shutil.which("unshare")
+    ensure_detector_model("short")
+    probe = subprocess.run([unshare, "-n", "true"], capture_output=True) if unshare else None
+    if probe is None or probe.returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail("unshare -n is not available to run the detector without a network")
+        pytest.skip("unshare -n is not permitted here")
+    log = tmp_path / "log.jsonl"
+    result = subprocess.run(
+        [unshare, "-n", sys.executable, "main.py", "--source", str(media / "short_hamilton_clip.mp4"),
+         "--no-display", "--log", str(log)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(log.read_text().splitlines()) == 275
