@@ -43,9 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="main.py", description=__doc__, epilog=EXIT_CODES,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", default="0",
-                        help="camera index, video file, image, or folder of images (default: camera 0)")
+                        help="camera index, stream URL, video file, image, or folder of images (default: camera 0)")
     parser.add_argument("--camera-backend", choices=sorted(CAMERA_BACKENDS), default="any",
                         help="OpenCV capture backend, for cameras the default one cannot open")
+    parser.add_argument("--stall-timeout", type=float, default=5.0, metavar="SECONDS",
+                        help="a camera or stream silent this long counts as ended (default: %(default)s)")
     parser.add_argument("--detector", choices=["short", "full"], default="short",
                         help="short range: faces within about 2 m; full range: smaller, farther faces")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL,
@@ -149,7 +151,7 @@ def _process(source, pipeline: ExpressionPipeline, sinks: list, window, progress
 
 def run_detector(args) -> int:
     classifier = ExpressionClassifier(args.model)
-    source = open_source(args.source, args.camera_backend)
+    source = open_source(args.source, args.camera_backend, args.stall_timeout)
     try:
         sinks, window = _open_sinks(args, source)
         progress = ProgressLine(source.frame_count) if args.no_display else None
@@ -163,9 +165,8 @@ def run_detector(args) -> int:
               file=sys.stderr)
     if summary is not None:
         print(summary.line(), file=sys.stderr)
-        if source.ended_early:
-            print(f"warning: {args.source} ended after {source.frames_read} of its {source.frame_count} frames; "
-                  f"the file is cut short or damaged", file=sys.stderr)
+        if source.end_note:
+            print(f"warning: {args.source} {source.end_note}", file=sys.stderr)
     return status
 
 

@@ -1,6 +1,6 @@
 """Sources: a webcam, a video file, an image, or a folder of images, all yielding ``Frame``s.
 
-A camera is read on its own thread that keeps only the newest frame, so a slow consumer sees the
+A camera (or a live stream) is read on its own thread that keeps only the newest frame, so a slow consumer sees the
 present rather than a growing backlog. A video file is read in order with no frame dropped, and
 its timestamps come from the frame index and the file's frame rate, so results do not depend on
 how fast this machine happens to be.
@@ -8,6 +8,7 @@ how fast this machine happens to be.
 
 from __future__ import annotations
 
+import stat
 import sys
 import threading
 import time
@@ -61,9 +62,11 @@ class VideoFileSource:
         self.frames_read = 0
 
     @property
-    def ended_early(self) -> bool:
-        """True when decoding stopped before the frame count the container announces (a cut-off file)."""
-        return self.frame_count is not None and self.frames_read < self.frame_count
+    def end_note(self) -> str | None:
+        """Why decoding stopped before the frame count the container announces (a cut-off file), if it did."""
+        if self.frame_count is not None and self.frames_read < self.frame_count:
+            return f"ended after {self.frames_read} of its {self.frame_count} frames; the file is cut short or damaged"
+        return None
 
     def __iter__(self) -> Iterator[Frame]:
         image, index = self._first, 0
@@ -84,7 +87,7 @@ class ImageSource:
     is_live = False
     is_still = True
     fps = None
-    ended_early = False
+    end_note = None
 
     def __init__(self, path: Path) -> None:
         self.name = path.stem
@@ -114,36 +117,45 @@ class ImageSource:
         """Nothing stays open between images."""
 
 
-class CameraSource:
-    """The newest frame of a webcam, read on a background thread."""
+class LiveSource:
+    """The newest frame of a camera or live stream, read on a background thread.
+
+    A slow consumer gets the present frame, never a backlog. A device that delivers nothing for
+    ``stall_timeout_s`` (unplugged, stream dropped) ends the stream, so outputs are finalized.
+    """
 
     is_live = True
     is_still = False
     frame_count = None
-    ended_early = False
 
-    def __init__(self, index: int, backend: str = "any", stall_timeout_s: float = 5.0) -> None:
-        self.name = f"camera{index}"
-        self._capture = cv2.VideoCapture(index, CAMERA_BACKENDS[backend])
+    def __init__(self, device: int | str, backend: str = "any", stall_timeout_s: float = 5.0) -> None:
+        self.name = f"camera{device}" if isinstance(device, int) else Path(str(device)).stem or "stream"
+        self._capture = cv2.VideoCapture(device, CAMERA_BACKENDS[backend])
         ok, first = self._capture.read() if self._capture.isOpened() else (False, None)
         if not ok:
             self._capture.release()
-            other = ", ".join(name for name in CAMERA_BACKENDS if name not in ("any", backend))
-            raise SourceError(
-                f"camera {index} could not be opened (backend {backend}); check that it is connected and not "
-                f"used by another program, try another index with --source {index + 1}, or another capture "
-                f"backend with --camera-backend ({other})")
+            raise SourceError(self._open_failure(device, backend))
         fps = self._capture.get(cv2.CAP_PROP_FPS)
         self.fps = fps if 1.0 <= fps <= 240.0 else DEFAULT_FPS
         self.size = (first.shape[1], first.shape[0])
+        self.end_note: str | None = None
         self._stall_timeout_s = stall_timeout_s
         self._newest = first
         self._newest_serial = 1
         self._condition = threading.Condition()
         self._running = True
         self._started = time.monotonic()
-        self._thread = threading.Thread(target=self._read_forever, name="camera-reader", daemon=True)
+        self._thread = threading.Thread(target=self._read_forever, name="frame-reader", daemon=True)
         self._thread.start()
+
+    @staticmethod
+    def _open_failure(device: int | str, backend: str) -> str:
+        if isinstance(device, str):
+            return f"stream {device} could not be opened or sent no frame"
+        other = ", ".join(name for name in CAMERA_BACKENDS if name not in ("any", backend))
+        return (f"camera {device} could not be opened (backend {backend}); check that it is connected and not "
+                f"used by another program, try another index with --source {device + 1}, or another capture "
+                f"backend with --camera-backend ({other})")
 
     def _read_forever(self) -> None:
         while self._running:
@@ -151,6 +163,7 @@ class CameraSource:
             with self._condition:
                 if not ok:
                     self._running = False
+                    self.end_note = self.end_note or "stopped delivering frames; treated as the end of the stream"
                 else:
                     self._newest, self._newest_serial = image, self._newest_serial + 1
                 self._condition.notify_all()
@@ -159,9 +172,12 @@ class CameraSource:
         seen, index = 0, 0
         while True:
             with self._condition:
-                delivered = self._condition.wait_for(
-                    lambda: self._newest_serial > seen or not self._running, timeout=self._stall_timeout_s)
-                if not delivered or self._newest_serial == seen:
+                self._condition.wait_for(lambda: self._newest_serial > seen or not self._running,
+                                         timeout=self._stall_timeout_s)
+                if self._newest_serial == seen:
+                    if self._running:
+                        self.end_note = (f"delivered no frame for {self._stall_timeout_s:g} s; treated as the end "
+                                         f"of the stream")
                     return
                 image, seen = self._newest, self._newest_serial
             yield Frame(image, index, time.monotonic() - self._started, self.name)
@@ -169,15 +185,19 @@ class CameraSource:
 
     def close(self) -> None:
         self._running = False
-        self._thread.join(timeout=2.0)
-        self._capture.release()
+        self._thread.join(timeout=1.0)
+        if not self._thread.is_alive():
+            self._capture.release()
 
 
-def open_source(source: str, camera_backend: str = "any") -> VideoFileSource | ImageSource | CameraSource:
-    """A camera index (``0``), an image, a folder of images, or a video file."""
+def open_source(source: str, camera_backend: str = "any",
+                stall_timeout_s: float = 5.0) -> VideoFileSource | ImageSource | LiveSource:
+    """A camera index (``0``), a stream URL or named pipe, an image, a folder of images, or a video file."""
     if source.isdigit():
-        return CameraSource(int(source), camera_backend)
+        return LiveSource(int(source), camera_backend, stall_timeout_s)
     path = Path(source)
+    if "://" in source or (path.exists() and stat.S_ISFIFO(path.stat().st_mode)):
+        return LiveSource(source, "ffmpeg" if camera_backend == "any" else camera_backend, stall_timeout_s)
     if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
         return ImageSource(path)
     return VideoFileSource(path)

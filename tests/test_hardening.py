@@ -154,3 +154,37 @@ def test_a_corrupted_detector_model_in_the_cache_is_fetched_again(tmp_path: Path
     assert result.returncode == 0, result.stderr[-3000:]
     assert "does not match its pinned SHA-256" in result.stderr
     assert (cache / MODELS["short"].name).stat().st_size == MODELS["short"].size
+
+
+def test_a_stream_that_stops_delivering_frames_ends_the_run_and_finalizes_outputs(tmp_path: Path):
+    """A named pipe stands in for a camera or network stream: frames arrive, then the sender goes silent."""
+    import threading
+    import time
+
+    pipe = tmp_path / "stream.mjpeg"
+    os.mkfifo(pipe)
+    rng = np.random.default_rng(0)
+    silent = threading.Event()
+
+    def send_then_fall_silent() -> None:
+        with pipe.open("wb") as stream:
+            for _ in range(300):
+                stream.write(cv2.imencode(".jpg", rng.integers(0, 256, (240, 320, 3), dtype=np.uint8))[1].tobytes())
+            stream.flush()
+            silent.set()
+            time.sleep(30)
+
+    threading.Thread(target=send_then_fall_silent, daemon=True).start()
+    output, log = tmp_path / "out.mp4", tmp_path / "log.jsonl"
+    started = time.monotonic()
+    result = run_cli("main.py", "--source", str(pipe), "--no-display", "--stall-timeout", "2",
+                     "--output", str(output), "--log", str(log), timeout=60)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert silent.is_set() and time.monotonic() - started < 25
+    assert "delivered no frame for 2 s" in result.stderr
+    frames = len(log.read_text().splitlines())
+    capture = cv2.VideoCapture(str(output))
+    written = 0
+    while capture.read()[0]:
+        written += 1
+    assert frames >= 1 and written == frames
