@@ -15,7 +15,7 @@ from realtime.types import Face
 CLASS_COLOURS = {  # BGR
     "happy": (0, 200, 255),
     "sad": (255, 128, 0),
-    "neutral": (200, 200, 200),
+    "neutral": (170, 200, 60),
     "angry": (40, 40, 230),
     "fear": (180, 80, 200),
     "surprise": (80, 220, 80),

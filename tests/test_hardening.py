@@ -188,3 +188,30 @@ def test_a_stream_that_stops_delivering_frames_ends_the_run_and_finalizes_output
     while capture.read()[0]:
         written += 1
     assert frames >= 1 and written == frames
+
+
+def test_many_tiny_and_outlying_faces_in_one_frame_are_all_classified(media: Path):
+    """36 faces (more than one batch bucket), some tiny and some partly or wholly outside the frame."""
+    from realtime.annotator import Annotator
+    from realtime.detector import FaceDetector
+    from realtime.pipeline import ExpressionPipeline
+    from realtime.tracker import FaceTracker
+    from realtime.types import Detection
+
+    frame = cv2.imread(str(media / "two_people.jpg"))
+    height, width = frame.shape[:2]
+    boxes = [(x, y, 60, 60) for x in range(0, width - 60, 130) for y in range(0, height - 60, 150)][:30]
+    boxes += [(5, 5, 8, 8), (width - 12, height - 12, 10, 10), (-40, 100, 80, 80), (width - 30, -30, 90, 90),
+              (width + 50, 10, 40, 40), (-200, -200, 50, 50)]
+    detections = [Detection(box, 0.9, None, None) for box in boxes]
+    classifier = ExpressionClassifier(COMMITTED_MODEL)
+    with FaceDetector("short", still_images=True) as detector:
+        pipeline = ExpressionPipeline(detector, classifier, FaceTracker(tuple(classifier.classes)), Annotator())
+        batch = pipeline.preprocess(frame, detections)
+        probs = classifier.predict(batch)
+        faces = pipeline.track(detections, probs, 0.0)
+        annotated = pipeline.annotator.draw(frame, faces, None)
+    assert batch.shape == (36, 48, 48, 1)
+    assert probs.shape == (36, 2) and np.isfinite(probs).all()
+    assert len({face.track_id for face in faces}) == 36
+    assert annotated.shape == frame.shape
