@@ -58,3 +58,22 @@ def test_a_headless_pass_runs_with_no_network_at_all(tmp_path: Path, media: Path
          "--no-display", "--log", str(log)], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(log.read_text().splitlines()) == 275
+
+
+def test_offline_with_a_corrupted_detector_cache_ends_with_a_clear_error(tmp_path: Path, media: Path):
+    unshare = shutil.which("unshare")
+    if unshare is None or subprocess.run([unshare, "-n", "true"], capture_output=True).returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail("unshare -n is not available")
+        pytest.skip("unshare -n is not permitted here")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "face_detection_short_range.tflite").write_bytes(b"corrupted")
+    result = subprocess.run(
+        [unshare, "-n", sys.executable, "main.py", "--source", str(media / "obama.jpg"), "--no-display"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "EXPRESSION_DETECTOR_CACHE": str(cache)})
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "fetching it with pip failed" in errors[0]
