@@ -43,15 +43,19 @@ def test_a_headless_run_contacts_no_host_but_loopback(tmp_path: Path, media: Pat
     assert addresses <= {"127.0.0.1", "::1"}, f"contacted {sorted(addresses)}"
 
 
-def test_a_headless_pass_runs_with_no_network_at_all(tmp_path: Path, media: Path):
-    """In a network namespace of its own (no interfaces but a downed loopback), once the detector model is cached."""
+def _require_unshare() -> str:
+    """``unshare -n``: a network namespace of its own, with no interface but a downed loopback."""
     unshare = shutil.which("unshare")
-    ensure_detector_model("short")
-    probe = subprocess.run([unshare, "-n", "true"], capture_output=True) if unshare else None
-    if probe is None or probe.returncode != 0:
+    if unshare is None or subprocess.run([unshare, "-n", "true"], capture_output=True).returncode != 0:
         if os.environ.get("CI"):
             pytest.fail("unshare -n is not available to run the detector without a network")
         pytest.skip("unshare -n is not permitted here")
+    return unshare
+
+
+def test_a_headless_pass_runs_with_no_network_at_all(tmp_path: Path, media: Path):
+    unshare = _require_unshare()
+    ensure_detector_model("short")
     log = tmp_path / "log.jsonl"
     result = subprocess.run(
         [unshare, "-n", sys.executable, "main.py", "--source", str(media / "short_hamilton_clip.mp4"),
@@ -61,11 +65,7 @@ def test_a_headless_pass_runs_with_no_network_at_all(tmp_path: Path, media: Path
 
 
 def test_offline_with_a_corrupted_detector_cache_ends_with_a_clear_error(tmp_path: Path, media: Path):
-    unshare = shutil.which("unshare")
-    if unshare is None or subprocess.run([unshare, "-n", "true"], capture_output=True).returncode != 0:
-        if os.environ.get("CI"):
-            pytest.fail("unshare -n is not available")
-        pytest.skip("unshare -n is not permitted here")
+    unshare = _require_unshare()
     cache = tmp_path / "cache"
     cache.mkdir()
     (cache / "face_detection_short_range.tflite").write_bytes(b"corrupted")
