@@ -241,7 +241,7 @@ def _evaluation_inputs(data_dir: Path, classes: list[str], spec: InputSpec, dete
 def _print_table(metrics: dict) -> None:
     print(f"images: {metrics['n']} (no face found: {metrics['n_no_face']})")
     for key in ("accuracy", "accuracy_on_detected", "balanced_accuracy", "roc_auc", "ece"):
-        if key in metrics:
+        if metrics.get(key) is not None:
             print(f"{key:>22}: {metrics[key]:.4f}")
     classes = metrics["classes"]
     width = max(len(c) for c in classes) + 2

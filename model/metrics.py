@@ -19,12 +19,15 @@ def balanced_accuracy(confusion: np.ndarray) -> float:
     return float(np.mean(np.diag(confusion)[present] / support[present]))
 
 
-def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve for binary labels (1 positive), via the rank-sum statistic with ties."""
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """Area under the ROC curve for binary labels (1 positive), via the rank-sum statistic with ties.
+
+    None when only one class is present: the area is undefined, and JSON has no NaN.
+    """
     labels = np.asarray(labels).astype(bool)
     n_pos, n_neg = int(labels.sum()), int((~labels).sum())
     if n_pos == 0 or n_neg == 0:
-        return float("nan")
+        return None
     order = np.argsort(scores, kind="mergesort")
     sorted_scores = np.asarray(scores)[order]
     ranks = np.empty(len(scores), dtype=np.float64)
@@ -93,5 +96,5 @@ def summarize(labels: np.ndarray, probs: np.ndarray, classes: list[str], n_no_fa
         "confusion": confusion.tolist(),
     }
     if len(classes) == 2:
-        result["roc_auc"] = roc_auc(labels == 1, probs[:, 1]) if n_detected else float("nan")
+        result["roc_auc"] = roc_auc(labels == 1, probs[:, 1]) if n_detected else None
     return result

@@ -244,12 +244,12 @@ def bench_soak(classifier: ExpressionClassifier, minutes: float, log_path: Path)
                 elapsed = time.perf_counter() - started
                 frames_done += count
                 offset_s += count / source.fps
-                passes.append({"fps": round(count / elapsed, 1), "rss_mb": round(_rss_mb(), 1),
+                passes.append({"frames": count, "seconds": elapsed, "rss_mb": round(_rss_mb(), 1),
                                "open_fds": len(os.listdir("/proc/self/fd"))})
     finally:
         log.close()
     settled = passes[len(passes) // 10 :] if len(passes) >= 10 else passes[1:] or passes
-    fps = [p["fps"] for p in settled]
+    fps = _windowed_fps(settled, frames_per_window=29.97 * 60)
     return {
         "video_minutes": round(frames_done / 29.97 / 60.0, 2),
         "passes": len(passes),
@@ -257,10 +257,24 @@ def bench_soak(classifier: ExpressionClassifier, minutes: float, log_path: Path)
         "rss_mb_end": passes[-1]["rss_mb"],
         "rss_growth_percent": round(100.0 * (passes[-1]["rss_mb"] / settled[0]["rss_mb"] - 1.0), 2),
         "open_fds": sorted({p["open_fds"] for p in passes}),
-        "fps_min": min(fps),
-        "fps_max": max(fps),
-        "fps_spread_percent": round(100.0 * (max(fps) - min(fps)) / float(np.median(fps)), 1),
+        "fps_per_video_minute": [round(f, 1) for f in fps],
+        "fps_min": round(min(fps), 1),
+        "fps_max": round(max(fps), 1),
+        "fps_max_deviation_percent": round(100.0 * max(abs(f / float(np.median(fps)) - 1.0) for f in fps), 1),
     }
+
+
+def _windowed_fps(passes: list[dict], frames_per_window: float) -> list[float]:
+    """Frames per second over windows of about one minute of video: single passes (a second each) are noise."""
+    windows, frames, seconds = [], 0, 0.0
+    for record in passes:
+        frames, seconds = frames + record["frames"], seconds + record["seconds"]
+        if frames >= frames_per_window:
+            windows.append(frames / seconds)
+            frames, seconds = 0, 0.0
+    if frames and (not windows or frames >= frames_per_window / 2):
+        windows.append(frames / seconds)
+    return windows
 
 
 def machine() -> str:
