@@ -28,7 +28,7 @@ from model.data import DataError, FaceDataset, class_image_paths, find_layout, l
 from model.images import read_image
 from model.metrics import summarize
 from model.preprocess import CropFraming, InputSpec, face_to_input
-from model.run_state import TrainConfig
+from model.run_state import RunError, TrainConfig
 
 REPO = Path(__file__).resolve().parent
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "fer2013"
@@ -123,15 +123,14 @@ def _git_commit() -> str:
 
 def _export(config, state, train_counts: dict, val_set: FaceDataset, run_dir: Path, export_dir: Path) -> Path:
     """Calibrate on val, export to TFLite, measure the exported model as the live pipeline runs it."""
-    import keras
-
     from model.export import export_tflite, predict_logits
     from model.metrics import fit_temperature
     from model.network import build_network, count_flops
     from model.plots import plot_confusion, plot_curves
+    from model.training import load_checkpoint
     from realtime.classifier import ExpressionClassifier
 
-    network = keras.models.load_model(run_dir / "best.keras", safe_mode=True)
+    network = load_checkpoint(run_dir / "best.keras")
     val_logits = predict_logits(network, val_set.images, len(config.classes))
     temperature = fit_temperature(val_logits, val_set.labels)
     name = "_".join(config.classes)
@@ -278,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         if argv[:1] == ["evaluate"]:
             return evaluate_main(argv[1:])
         return train_main(argv)
-    except (UsageError, DataError, ModelError, DetectorError) as error:
+    except (UsageError, DataError, ModelError, DetectorError, RunError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

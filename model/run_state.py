@@ -10,6 +10,10 @@ from pathlib import Path
 from model.preprocess import InputSpec
 
 
+class RunError(Exception):
+    """A run folder whose checkpoint cannot be used; the message names the file and why."""
+
+
 @dataclass
 class TrainConfig:
     classes: list[str]

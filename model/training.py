@@ -23,13 +23,22 @@ from model.data import FaceDataset
 from model.export import predict_logits
 from model.metrics import log_softmax
 from model.network import build_network
-from model.run_state import TrainConfig, TrainState
+from model.run_state import RunError, TrainConfig, TrainState
 
 
 def _save_model_atomically(model: keras.Model, path: Path) -> None:
     temporary = path.with_name(path.stem + ".tmp.keras")
     model.save(temporary)
     os.replace(temporary, path)
+
+
+def load_checkpoint(path: Path) -> keras.Model:
+    """A .keras checkpoint in safe mode: layers that would run stored code (Lambda) are refused, not executed."""
+    try:
+        return keras.models.load_model(path, safe_mode=True)
+    except (ValueError, TypeError, OSError, KeyError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise RunError(f"{path} cannot be loaded safely as a checkpoint ({first_line})") from None
 
 
 def _compile(config: TrainConfig, steps_per_epoch: int) -> keras.Model:
@@ -88,7 +97,7 @@ def train(config: TrainConfig, train_set: FaceDataset, val_set: FaceDataset, run
         raise ValueError(f"{len(train_set)} training images are fewer than one batch of {config.batch_size}")
     if state_path.exists() and last_path.exists():
         state = TrainState.load(state_path)
-        model = keras.models.load_model(last_path, safe_mode=True)
+        model = load_checkpoint(last_path)
         print(f"resuming {run_dir} after epoch {state.epochs_done} of {config.epochs}", flush=True)
     else:
         state = TrainState()

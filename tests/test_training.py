@@ -72,3 +72,26 @@ def test_a_bad_data_path_ends_with_one_clear_sentence(tmp_path: Path):
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
         f"error: data folder {tmp_path / 'no_such_folder'} does not exist; pass --data DIR with DIR/<class>/<images>"]
+
+
+def test_resuming_refuses_a_checkpoint_that_would_run_stored_code(tmp_path: Path, fer_train: Path):
+    """A .keras file with a Lambda layer could execute arbitrary code; safe mode refuses it with one sentence."""
+    data = link_subset(fer_train, tmp_path / "data", ["happy", "sad"], 20)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    build = (
+        "import keras\n"
+        "inputs = keras.Input((48, 48, 1))\n"
+        "outputs = keras.layers.Lambda(lambda x: x * 2)(keras.layers.Flatten()(inputs))\n"
+        f"keras.Model(inputs, outputs).save({str(run_dir / 'last.keras')!r})\n"
+    )
+    subprocess.run([sys.executable, "-c", build], check=True, capture_output=True, timeout=300)
+    (run_dir / "config.json").write_text(json.dumps({
+        "classes": ["happy", "sad"], "data": str(data), "aux_classes": [], "epochs": 2, "batch_size": 8,
+        "input": {"size": 48, "channels": 1, "scale": 1 / 255, "offset": 0.0}}))
+    (run_dir / "state.json").write_text(json.dumps({"epochs_done": 1, "best_epoch": 1, "best_val_accuracy": 0.5}))
+    result = run_cli("train.py", "--resume", str(run_dir), "--export-dir", str(tmp_path / "export"))
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "cannot be loaded safely" in errors[0]
