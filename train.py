@@ -143,14 +143,16 @@ def _export(config, state, train_counts: dict, val_set: FaceDataset, run_dir: Pa
         temperature=round(temperature, 4),
         parameters=int(network.count_params()),
         flops_per_face=2 * count_flops(network),
-        training_data={"source": os.path.relpath(config.data, REPO), "classes": list(config.classes), "train_images": train_counts,
+        training_data={"source": os.path.relpath(config.data, REPO), "classes": list(config.classes),
+                       "aux_classes": list(config.aux_classes), "train_images": train_counts,
                        "val_images": val_set.class_counts(), "limit_per_class": config.limit_per_class},
         training_command=config.command,
         commit=_git_commit(),
         notes="Probabilities come from the mean of the logits of the face and its mirror image, divided by "
-              "the temperature fitted on the validation split. flops_per_face counts both passes.",
+              "the temperature fitted on the validation split. flops_per_face counts both passes. The .keras "
+              "network also has the auxiliary classes' outputs, after these classes; the .tflite has these alone.",
     )
-    card.save(card_path_for(tflite_path))
+    card.save(card_path_for(tflite_path))  # the run-time classifier needs the card beside the model to load it
     exported = ExpressionClassifier(tflite_path)
     probs = exported.predict(val_set.images)
     metrics = summarize(val_set.labels, probs, list(config.classes))
@@ -170,7 +172,7 @@ def _export(config, state, train_counts: dict, val_set: FaceDataset, run_dir: Pa
     export_dir.mkdir(parents=True, exist_ok=True)
     for suffix in (".tflite", ".keras", ".json"):
         shutil.copyfile(run_dir / f"{name}{suffix}", export_dir / f"{name}{suffix}")
-    print(json.dumps({k: metrics[k] for k in ("accuracy", "roc_auc", "ece", "keras_tflite_agreement") if k in metrics}))
+    print(json.dumps({k: metrics.get(k) for k in ("accuracy", "roc_auc", "ece", "keras_tflite_agreement")}))
     return export_dir / f"{name}.tflite"
 
 
