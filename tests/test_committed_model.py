@@ -44,3 +44,16 @@ def test_keras_and_tflite_models_agree(fer_val: Path):
     keras_decisions = predict_logits(network, val.images, len(classifier.classes)).argmax(axis=1)
     tflite_decisions = classifier.predict(val.images).argmax(axis=1)
     assert np.mean(keras_decisions == tflite_decisions) >= 0.995
+
+
+def test_three_class_model_is_shipped_with_its_val_figures(fer_val: Path):
+    model = COMMITTED_MODEL.with_name("happy_sad_neutral.tflite")
+    card = ModelCard.load(model.with_suffix(".json"))
+    assert card.classes == ["happy", "sad", "neutral"]
+    assert card.training_command.startswith("python train.py --classes happy sad neutral")
+    result = run_cli("train.py", "evaluate", "--data", str(fer_val), "--model", str(model), "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads(result.stdout.strip().splitlines()[-1])
+    assert metrics["n"] == 895 + 653 + 607
+    assert metrics["accuracy"] == card.metrics["validation"]["accuracy"]
+    assert metrics["ece"] <= 0.03

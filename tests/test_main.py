@@ -151,3 +151,16 @@ def test_the_run_time_path_never_imports_tensorflow(media: Path):
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "LOADED []" in result.stdout
+
+
+def test_a_three_class_model_works_through_its_card(tmp_path: Path, media: Path):
+    model = REPO / "model" / "happy_sad_neutral.tflite"
+    log = tmp_path / "faces.jsonl"
+    result = run_cli("main.py", "--source", str(media / "two_people.jpg"), "--no-display", "--model", str(model),
+                     "--log", str(log))
+    assert result.returncode == 0, result.stderr[-3000:]
+    (record,) = _log_records(log)
+    assert len(record["faces"]) == 2
+    for face in record["faces"]:
+        assert set(face["probs"]) == {"happy", "sad", "neutral"}
+        assert face["label"] in face["probs"]
