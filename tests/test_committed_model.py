@@ -55,5 +55,5 @@ def test_three_class_model_is_shipped_with_its_val_figures(fer_val: Path):
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads(result.stdout.strip().splitlines()[-1])
     assert metrics["n"] == 895 + 653 + 607
-    assert metrics["accuracy"] == card.metrics["validation"]["accuracy"]
-    assert metrics["ece"] <= 0.03
+    assert metrics["accuracy"] == card.metrics["validation"]["accuracy"] > 0.75
+    assert metrics["ece"] == card.metrics["validation"]["ece"]
