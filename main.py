@@ -11,11 +11,13 @@ Window keys: q or Esc quits, s saves a screenshot, space pauses.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
 from pathlib import Path
 
+from model.cli_types import fraction, non_negative_float, positive_float, positive_int
 from model.preprocess import CropFraming
 from realtime.annotator import Annotator
 from realtime.classifier import ExpressionClassifier, ModelError
@@ -46,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="camera index, stream URL, video file, image, or folder of images (default: camera 0)")
     parser.add_argument("--camera-backend", choices=sorted(CAMERA_BACKENDS), default="any",
                         help="OpenCV capture backend, for cameras the default one cannot open")
-    parser.add_argument("--stall-timeout", type=float, default=5.0, metavar="SECONDS",
+    parser.add_argument("--stall-timeout", type=positive_float, default=5.0, metavar="SECONDS",
                         help="a camera or stream silent this long counts as ended (default: %(default)s)")
     parser.add_argument("--detector", choices=["short", "full"], default="short",
                         help="short range: faces within about 2 m; full range: smaller, farther faces")
@@ -56,14 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log", type=Path, help="write one JSON record per frame here (.jsonl)")
     parser.add_argument("--screenshot-dir", type=Path, default=Path("screenshots"),
                         help="where screenshots go (default: %(default)s)")
-    parser.add_argument("--screenshot-every", type=int, metavar="N", help="save a screenshot every N frames")
+    parser.add_argument("--screenshot-every", type=positive_int, metavar="N", help="save a screenshot every N frames")
     parser.add_argument("--no-display", action="store_true", help="no window (headless runs)")
     parser.add_argument("--no-stats", action="store_true", help="hide the FPS and face-count overlay")
     parser.add_argument("--show-ids", action="store_true", help="draw each face's track id")
-    parser.add_argument("--smoothing", type=float, default=TrackerSettings.time_constant_s, metavar="SECONDS",
+    parser.add_argument("--smoothing", type=non_negative_float, default=TrackerSettings.time_constant_s, metavar="SECONDS",
                         help="time constant of the per-face probability smoothing; 0 shows raw per-frame labels "
                              "(default: %(default)s)")
-    parser.add_argument("--min-confidence", type=float, default=None,
+    parser.add_argument("--min-confidence", type=fraction, default=None,
                         help="below this smoothed confidence a face is drawn gray, as not sure "
                              "(default: the model card's)")
     return parser
@@ -98,6 +100,22 @@ def _open_sinks(args, source) -> tuple[list, WindowSink | None]:
             sink.close()
         raise
     return sinks, window
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """Hold Ctrl-C and SIGTERM while outputs are finalized, so a second press cannot cut an MP4 short.
+
+    Where signals cannot be blocked (Windows), finalizing simply runs unguarded.
+    """
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
 def _close_all(sinks: list) -> OSError | None:
@@ -139,7 +157,8 @@ def _process(source, pipeline: ExpressionPipeline, sinks: list, window, progress
     except OSError as error:
         failure = error
     finally:
-        failure = _close_all(sinks) or failure
+        with _signals_deferred():
+            failure = _close_all(sinks) or failure
         if progress:
             progress.finish()
     if failure is not None:
@@ -179,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, Terminated):
-        print("interrupted before the first frame", file=sys.stderr)
+        print("interrupted; outputs written so far are complete", file=sys.stderr)
         return 130
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from model.card import ModelCard, card_path_for
+from model.cli_types import fraction, positive_float, positive_int
 from model.data import DataError, FaceDataset, class_image_paths, find_layout, load_class_folders, stratified_split
 from model.images import read_image
 from model.metrics import summarize
@@ -50,13 +51,13 @@ def _train_parser() -> argparse.ArgumentParser:
                         help="extra class folders trained as additional outputs but not exported; more faces to "
                              "learn from (default: neutral, when the data has it and it is not in --classes; "
                              "give the option alone for none)")
-    parser.add_argument("--epochs", type=int, default=60)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--learning-rate", type=float, default=0.05, help="peak of the warm-up + cosine schedule")
-    parser.add_argument("--patience", type=int, default=20, help="stop after this many epochs without a better val")
+    parser.add_argument("--epochs", type=positive_int, default=60)
+    parser.add_argument("--batch-size", type=positive_int, default=128)
+    parser.add_argument("--learning-rate", type=positive_float, default=0.05, help="peak of the warm-up + cosine schedule")
+    parser.add_argument("--patience", type=positive_int, default=20, help="stop after this many epochs without a better val")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--val-fraction", type=float, default=0.15, help="held out when DIR has no val split")
-    parser.add_argument("--limit-per-class", type=int, default=None,
+    parser.add_argument("--val-fraction", type=fraction, default=0.15, help="held out when DIR has no val split")
+    parser.add_argument("--limit-per-class", type=positive_int, default=None,
                         help="use at most this many training images per class (quick experiments)")
     parser.add_argument("--run-dir", type=Path, default=None, help="where checkpoints go (default runs/<time>-<classes>)")
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR where it stopped")
@@ -74,7 +75,7 @@ def _evaluate_parser() -> argparse.ArgumentParser:
     parser.add_argument("--detect", action="store_true",
                         help="images are photos: find faces with the live detector and classify the largest")
     parser.add_argument("--detector", choices=["short", "full"], default="short", help="face detector range with --detect")
-    parser.add_argument("--crop-scale", type=float, default=CropFraming.scale,
+    parser.add_argument("--crop-scale", type=positive_float, default=CropFraming.scale,
                         help="with --detect: crop side over detector box side (default: %(default)s)")
     parser.add_argument("--crop-shift", type=float, default=CropFraming.shift_y,
                         help="with --detect: crop centre below the box centre, in crop sides (default: %(default)s)")

@@ -94,7 +94,8 @@ def train(config: TrainConfig, train_set: FaceDataset, val_set: FaceDataset, run
     state_path, last_path, best_path = run_dir / "state.json", run_dir / "last.keras", run_dir / "best.keras"
     steps_per_epoch = len(train_set) // config.batch_size
     if steps_per_epoch == 0:
-        raise ValueError(f"{len(train_set)} training images are fewer than one batch of {config.batch_size}")
+        raise RunError(f"{len(train_set)} training images are fewer than one batch of {config.batch_size}; "
+                       f"add images or lower --batch-size")
     if state_path.exists() and last_path.exists():
         state = TrainState.load(state_path)
         model = load_checkpoint(last_path)

@@ -37,7 +37,11 @@ class ExpressionClassifier:
         self._model_bytes = self.model_path.read_bytes()
         self._num_threads = num_threads
         self._interpreters: dict[int, Interpreter] = {}
-        self._check_against_card(self._interpreter(1))
+        first = self._interpreter(1)
+        self._check_against_card(first)
+        # Looked up once: get_*_details builds fresh dicts on every call, which the per-frame path need not pay.
+        self._input_index = first.get_input_details()[0]["index"]
+        self._output_index = first.get_output_details()[0]["index"]
 
     @property
     def classes(self) -> list[str]:
@@ -79,9 +83,9 @@ class ExpressionClassifier:
             padding = np.zeros((bucket - len(batch), *batch.shape[1:]), dtype=np.float32)
             batch = np.concatenate([batch, padding])
         interpreter = self._interpreter(bucket)
-        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], batch)
+        interpreter.set_tensor(self._input_index, batch)
         interpreter.invoke()
-        return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+        return interpreter.get_tensor(self._output_index)
 
     def predict(self, faces: np.ndarray) -> np.ndarray:
         """(N, K) probabilities for (N, size, size, channels) normalized faces, in card class order."""

@@ -79,10 +79,26 @@ def test_screenshot_is_an_annotated_png(tmp_path: Path, media: Path):
         assert changed.mean() > 0.01
 
 
-def test_ctrl_c_during_recording_leaves_a_playable_file(tmp_path: Path, media: Path):
+@pytest.fixture(scope="module")
+def long_clip(media: Path, tmp_path_factory) -> Path:
+    """The clip six times over (1650 frames, several seconds to process), so a signal always lands mid-run."""
+    from tests.synth import write_video
+
+    capture = cv2.VideoCapture(str(media / "short_hamilton_clip.mp4"))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    return write_video(tmp_path_factory.mktemp("long") / "long.mp4", frames * 6, fps=29.97)
+
+
+def test_ctrl_c_during_recording_leaves_a_playable_file(tmp_path: Path, long_clip: Path):
     output = tmp_path / "partial.mp4"
     process = subprocess.Popen(
-        [sys.executable, "main.py", "--source", str(media / "short_hamilton_clip.mp4"), "--no-display",
+        [sys.executable, "main.py", "--source", str(long_clip), "--no-display",
          "--output", str(output), "--log", str(tmp_path / "log.jsonl")],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = tmp_path / "log.jsonl"
@@ -94,14 +110,14 @@ def test_ctrl_c_during_recording_leaves_a_playable_file(tmp_path: Path, media: P
     assert process.returncode == 130, stderr[-3000:]
     assert "Traceback" not in stderr
     frames, size = _count_frames(output)
-    assert 20 <= frames < CLIP_FRAMES and size == (640, 360)
+    assert 20 <= frames < 6 * CLIP_FRAMES and size == (640, 360)
 
 
-def test_sigterm_during_recording_also_finalizes(tmp_path: Path, media: Path):
+def test_sigterm_during_recording_also_finalizes(tmp_path: Path, long_clip: Path):
     output = tmp_path / "partial.mp4"
     log = tmp_path / "log.jsonl"
     process = subprocess.Popen(
-        [sys.executable, "main.py", "--source", str(media / "short_hamilton_clip.mp4"), "--no-display",
+        [sys.executable, "main.py", "--source", str(long_clip), "--no-display",
          "--output", str(output), "--log", str(log)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True)
     deadline = time.monotonic() + 60
@@ -110,7 +126,7 @@ def test_sigterm_during_recording_also_finalizes(tmp_path: Path, media: Path):
     process.terminate()
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr[-3000:]
-    assert _count_frames(output)[0] >= 10
+    assert 10 <= _count_frames(output)[0] < 6 * CLIP_FRAMES
 
 
 def _error_lines(result: subprocess.CompletedProcess) -> list[str]:
@@ -164,3 +180,11 @@ def test_a_three_class_model_works_through_its_card(tmp_path: Path, media: Path)
     for face in record["faces"]:
         assert set(face["probs"]) == {"happy", "sad", "neutral"}
         assert face["label"] in face["probs"]
+
+
+def test_bad_numbers_are_refused_with_a_usage_line():
+    for option, value in (("--smoothing", "-1"), ("--screenshot-every", "0"), ("--min-confidence", "2"),
+                          ("--stall-timeout", "0")):
+        result = run_cli("main.py", option, value, "--no-display")
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert f"argument {option}" in result.stderr.splitlines()[-1]

@@ -95,3 +95,16 @@ def test_resuming_refuses_a_checkpoint_that_would_run_stored_code(tmp_path: Path
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "cannot be loaded safely" in errors[0]
+
+
+def test_too_few_images_for_a_batch_and_bad_numbers_end_with_one_sentence(tmp_path: Path, fer_train: Path):
+    data = link_subset(fer_train, tmp_path / "data", ["happy", "sad"], 12)
+    small = run_cli("train.py", "--data", str(data), "--batch-size", "64", "--aux-classes",
+                    "--run-dir", str(tmp_path / "run"), "--export-dir", str(tmp_path / "export"))
+    assert small.returncode == 2 and "Traceback" not in small.stderr
+    assert [line for line in small.stderr.splitlines() if line.startswith("error:")] == [
+        "error: 20 training images are fewer than one batch of 64; add images or lower --batch-size"]
+    for option, value in (("--epochs", "0"), ("--val-fraction", "1.5"), ("--learning-rate", "-1")):
+        bad = run_cli("train.py", option, value)
+        assert bad.returncode == 2 and "Traceback" not in bad.stderr
+        assert f"argument {option}" in bad.stderr.splitlines()[-1]
