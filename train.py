@@ -25,18 +25,29 @@ import numpy as np
 
 from model.card import ModelCard, card_path_for
 from model.cli_types import fraction, positive_float, positive_int
-from model.data import DataError, FaceDataset, class_image_paths, find_layout, load_class_folders, stratified_split
+from model.data import (
+    DataError,
+    FaceDataset,
+    class_image_paths,
+    find_layout,
+    label_by_crowd_majority,
+    load_class_folders,
+    relabel_by_votes,
+    stratified_split,
+)
+from model.errors import ExpressionDetectorError
 from model.images import read_image
 from model.metrics import summarize
 from model.preprocess import CropFraming, InputSpec, face_to_input
 from model.run_state import RunError, TrainConfig
+from model.votes import EXPRESSIONS, load_votes, votes_path
 
 REPO = Path(__file__).resolve().parent
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "fer2013"
 DEFAULT_MODEL = REPO / "model" / "happy_sad.tflite"
 
 
-class UsageError(Exception):
+class UsageError(ExpressionDetectorError):
     """A problem with what the user asked for, reported as one sentence."""
 
 
@@ -46,11 +57,16 @@ def _train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
                         help="DIR/train/<class> with DIR/val/<class> (or DIR/test/<class>), or DIR/<class> to split "
                              "(default: %(default)s)")
-    parser.add_argument("--classes", nargs="+", default=["happy", "sad"], help="class folders, in output order")
+    parser.add_argument("--classes", nargs="+", default=["happy", "sad", "neutral"],
+                        help="class folders, in output order (default: %(default)s)")
     parser.add_argument("--aux-classes", nargs="*", default=None,
-                        help="extra class folders trained as additional outputs but not exported; more faces to "
-                             "learn from (default: neutral, when the data has it and it is not in --classes; "
-                             "give the option alone for none)")
+                        help="extra classes trained as additional outputs but not exported; more faces to learn "
+                             "from (default with crowd votes: every other FER+ expression; with folder labels: "
+                             "neutral, when the data has it and it is not in --classes; give the option alone for none)")
+    parser.add_argument("--labels", choices=["auto", "votes", "majority", "folders"], default="auto",
+                        help="training targets: the crowd's vote distribution per face (votes), its majority, or "
+                             "the folder a face is in; auto means votes when DIR has ferplus_votes.csv "
+                             "(default: %(default)s)")
     parser.add_argument("--epochs", type=positive_int, default=60)
     parser.add_argument("--batch-size", type=positive_int, default=128)
     parser.add_argument("--learning-rate", type=positive_float, default=0.05, help="peak of the warm-up + cosine schedule")
@@ -89,15 +105,22 @@ def _limit_per_class(dataset: FaceDataset, limit: int, seed: int) -> FaceDataset
     return dataset.subset(np.sort(np.concatenate(keep)))
 
 
-def _default_aux_classes(data: Path, classes: list[str]) -> list[str]:
+def _default_aux_classes(data: Path, classes: list[str], labels: str) -> list[str]:
+    if labels != "folders":
+        return [name for name in EXPRESSIONS if name not in classes]
     layout = find_layout(data, classes)
     return [] if "neutral" in classes or not (layout.train_dir / "neutral").is_dir() else ["neutral"]
 
 
-def _load_training_data(config, val_fraction: float) -> tuple[FaceDataset, FaceDataset]:
-    """Training faces of the classes and auxiliary classes; validation faces of the exported classes only."""
-    layout = find_layout(Path(config.data), config.classes)
-    print(f"data layout: {layout.description}", flush=True)
+def _label_source(data: Path, asked: str) -> str:
+    if asked == "auto":
+        return "votes" if votes_path(data).is_file() else "folders"
+    if asked != "folders" and not votes_path(data).is_file():
+        raise UsageError(f"--labels {asked} needs crowd votes in {votes_path(data)}, which does not exist")
+    return asked
+
+
+def _load_by_folder(config, layout, val_fraction: float) -> tuple[FaceDataset, FaceDataset]:
     train_set = load_class_folders(layout.train_dir, config.classes + config.aux_classes, config.input)
     if layout.val_dir is None:
         train_set, val_set = stratified_split(train_set, val_fraction, config.seed)
@@ -105,6 +128,34 @@ def _load_training_data(config, val_fraction: float) -> tuple[FaceDataset, FaceD
         val_set.classes = tuple(config.classes)
     else:
         val_set = load_class_folders(layout.val_dir, config.classes, config.input)
+    return train_set, val_set
+
+
+def _load_by_votes(config, layout, val_fraction: float) -> tuple[FaceDataset, FaceDataset]:
+    """Every expression folder for training, targets from the crowd; validation by crowd majority.
+
+    Validation faces' votes only select the epoch and fit the temperature: they are never trained on.
+    """
+    data_root = Path(config.data)
+    votes = load_votes(data_root)
+    outputs = config.classes + config.aux_classes
+    folders = [name for name in outputs if (layout.train_dir / name).is_dir()]
+    train_set = load_class_folders(layout.train_dir, folders, config.input)
+    if layout.val_dir is None:
+        train_set, val_set = stratified_split(train_set, val_fraction, config.seed)
+    else:
+        val_set = load_class_folders(
+            layout.val_dir, [name for name in outputs if (layout.val_dir / name).is_dir()], config.input)
+    train_set = relabel_by_votes(train_set, outputs, votes, data_root, soft=config.labels == "votes")
+    return train_set, label_by_crowd_majority(val_set, config.classes, votes, data_root)
+
+
+def _load_training_data(config, val_fraction: float) -> tuple[FaceDataset, FaceDataset]:
+    """Training faces of the classes and auxiliary classes; validation faces of the exported classes only."""
+    layout = find_layout(Path(config.data), config.classes)
+    print(f"data layout: {layout.description}; labels: {config.labels}", flush=True)
+    loader = _load_by_folder if config.labels == "folders" else _load_by_votes
+    train_set, val_set = loader(config, layout, val_fraction)
     if config.limit_per_class:
         train_set = _limit_per_class(train_set, config.limit_per_class, config.seed)
     print(f"training on {len(train_set)} images {train_set.class_counts()}, "
@@ -145,7 +196,7 @@ def _export(config, state, train_counts: dict, val_set: FaceDataset, run_dir: Pa
         parameters=int(network.count_params()),
         flops_per_face=2 * count_flops(network),
         training_data={"source": os.path.relpath(config.data, REPO), "classes": list(config.classes),
-                       "aux_classes": list(config.aux_classes), "train_images": train_counts,
+                       "aux_classes": list(config.aux_classes), "labels": config.labels, "train_images": train_counts,
                        "val_images": val_set.class_counts(), "limit_per_class": config.limit_per_class},
         training_command=config.command,
         commit=_git_commit(),
@@ -185,11 +236,14 @@ def train_main(argv: list[str]) -> int:
             raise UsageError(f"{run_dir} is not a training run folder (no config.json in it)")
         config = TrainConfig.load(run_dir / "config.json")
     else:
-        aux_classes = _default_aux_classes(args.data, args.classes) if args.aux_classes is None else args.aux_classes
+        labels = _label_source(args.data, args.labels)
+        aux_classes = (_default_aux_classes(args.data, args.classes, labels) if args.aux_classes is None
+                       else args.aux_classes)
         config = TrainConfig(
             classes=args.classes, aux_classes=aux_classes, data=str(args.data), epochs=args.epochs, batch_size=args.batch_size,
             learning_rate=args.learning_rate, patience=args.patience, seed=args.seed,
-            limit_per_class=args.limit_per_class, input=InputSpec(), command=shlex.join(["python", "train.py", *argv]))
+            limit_per_class=args.limit_per_class, labels=labels, input=InputSpec(equalize=True),
+            command=shlex.join(["python", "train.py", *argv]))
         run_dir = args.run_dir or REPO / "runs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{'_'.join(config.classes)}"
     if len(set(config.classes)) < 2:
         raise UsageError("--classes needs at least two different class names")

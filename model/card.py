@@ -10,10 +10,11 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from model.errors import ExpressionDetectorError
 from model.preprocess import InputSpec
 
 
-class CardError(Exception):
+class CardError(ExpressionDetectorError):
     """A model card that is missing or does not describe a usable model."""
 
 

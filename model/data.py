@@ -13,11 +13,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from model.errors import ExpressionDetectorError
 from model.images import is_image_path, read_image
 from model.preprocess import InputSpec, face_to_input
+from model.votes import FaceVotes, votes_for
 
 
-class DataError(Exception):
+class DataError(ExpressionDetectorError):
     """A dataset folder that cannot be used; the message says what to change."""
 
 
@@ -28,6 +30,13 @@ class FaceDataset:
     classes: tuple[str, ...]
     paths: list[Path]
     n_unreadable: int = 0
+    targets: np.ndarray | None = None  # (N, K) soft targets (crowd votes); None means one-hot labels
+
+    def target_matrix(self, num_outputs: int) -> np.ndarray:
+        """What the loss is fitted to: the soft targets when there are any, else the labels one-hot."""
+        if self.targets is not None:
+            return self.targets
+        return np.eye(num_outputs, dtype=np.float32)[self.labels]
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -37,7 +46,8 @@ class FaceDataset:
 
     def subset(self, indices: np.ndarray) -> "FaceDataset":
         return FaceDataset(
-            self.images[indices], self.labels[indices], self.classes, [self.paths[i] for i in indices], 0
+            self.images[indices], self.labels[indices], self.classes, [self.paths[i] for i in indices], 0,
+            None if self.targets is None else self.targets[indices],
         )
 
 
@@ -126,3 +136,63 @@ def stratified_split(dataset: FaceDataset, val_fraction: float, seed: int) -> tu
     is_val = np.zeros(len(dataset), dtype=bool)
     is_val[np.asarray(val_indices, dtype=np.int64)] = True
     return dataset.subset(np.flatnonzero(~is_val)), dataset.subset(np.flatnonzero(is_val))
+
+
+def _crowd_or_folder(dataset: FaceDataset, index: int, votes: dict[str, FaceVotes], data_root: Path):
+    """(votes, folder class) of one face; votes None where the crowd never saw this file."""
+    return votes_for(votes, data_root, dataset.paths[index]), dataset.classes[dataset.labels[index]]
+
+
+def relabel_by_votes(
+    dataset: FaceDataset, outputs: Sequence[str], votes: dict[str, FaceVotes], data_root: Path, soft: bool
+) -> FaceDataset:
+    """Training targets from the crowd: the vote distribution (``soft``) or its strict majority.
+
+    Faces without votes keep their folder label; faces most voters call no face at all are dropped,
+    and so, for majority targets, are faces the crowd split evenly over, or whose expression is not
+    among ``outputs``.
+    """
+    outputs = tuple(outputs)
+    keep, targets = [], []
+    for index in range(len(dataset)):
+        face_votes, folder_class = _crowd_or_folder(dataset, index, votes, data_root)
+        if face_votes is None:
+            name = folder_class if folder_class in outputs else None
+        elif not face_votes.is_face():
+            name = None
+        elif soft:
+            keep.append(index)
+            targets.append(face_votes.distribution(outputs))
+            continue
+        else:
+            name = face_votes.majority() if face_votes.majority() in outputs else None
+        if name is not None:
+            keep.append(index)
+            targets.append(np.eye(len(outputs), dtype=np.float32)[outputs.index(name)])
+    kept = dataset.subset(np.asarray(keep, dtype=np.int64))
+    kept.targets = np.stack(targets) if targets else np.zeros((0, len(outputs)), np.float32)
+    kept.labels = kept.targets.argmax(axis=1).astype(np.int64)
+    kept.classes = outputs
+    return kept
+
+
+def label_by_crowd_majority(
+    dataset: FaceDataset, classes: Sequence[str], votes: dict[str, FaceVotes], data_root: Path
+) -> FaceDataset:
+    """The faces whose strict crowd majority (folder label where there are no votes) is one of ``classes``.
+
+    This is how validation judges a vote-trained model: by what most people see, not by one annotator.
+    """
+    classes = tuple(classes)
+    keep, labels = [], []
+    for index in range(len(dataset)):
+        face_votes, folder_class = _crowd_or_folder(dataset, index, votes, data_root)
+        name = folder_class if face_votes is None else face_votes.majority()
+        if name in classes:
+            keep.append(index)
+            labels.append(classes.index(name))
+    kept = dataset.subset(np.asarray(keep, dtype=np.int64))
+    kept.labels = np.asarray(labels, dtype=np.int64)
+    kept.classes = classes
+    kept.targets = None
+    return kept

@@ -17,12 +17,20 @@ import numpy as np
 
 @dataclass(frozen=True)
 class InputSpec:
-    """What the network expects: a square of ``size`` pixels, ``channels`` deep, x * scale + offset."""
+    """What the network expects: a square of ``size`` pixels, ``channels`` deep, x * scale + offset.
+
+    ``equalize``: each face's histogram is equalized before normalizing. The shared FER2013 crops are
+    all equalized (a flat histogram each); a face cut from a camera frame is not, and dim light or a
+    washed-out picture moves its histogram far from anything in training. Equalizing every face, in
+    training (after augmentation) and at run time alike, puts them all on the same footing. Models
+    whose card predates the field keep the old behaviour (no equalization).
+    """
 
     size: int = 48
     channels: int = 1
     scale: float = 1.0 / 255.0
     offset: float = 0.0
+    equalize: bool = False
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,24 @@ def _resize_square(image: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(image, (size, size), interpolation=interpolation)
 
 
+def equalize_face(pixels: np.ndarray) -> np.ndarray:
+    """A flat histogram for one 8-bit face (gray, or BGR through its luma), as the FER2013 crops have."""
+    if pixels.ndim == 2:
+        return cv2.equalizeHist(pixels)
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        return cv2.equalizeHist(pixels[:, :, 0])[:, :, None]
+    luma_chroma = cv2.cvtColor(pixels, cv2.COLOR_BGR2YCrCb)
+    luma_chroma[:, :, 0] = cv2.equalizeHist(luma_chroma[:, :, 0])
+    return cv2.cvtColor(luma_chroma, cv2.COLOR_YCrCb2BGR)
+
+
+def _normalize(pixels: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """8-bit (size, size, channels) pixels to the network's float input, equalized first if the spec says so."""
+    if spec.equalize:
+        pixels = equalize_face(pixels)
+    return pixels.astype(np.float32) * np.float32(spec.scale) + np.float32(spec.offset)
+
+
 def face_to_input(face: np.ndarray, spec: InputSpec) -> np.ndarray:
     """One face crop of any size and colour as a normalized (size, size, channels) float32 array."""
     if face.size == 0:
@@ -83,7 +109,18 @@ def face_to_input(face: np.ndarray, spec: InputSpec) -> np.ndarray:
         pixels = _resize_square(gray_or_colour, spec.size)
     else:
         raise ValueError(f"unsupported channel count {spec.channels}")
-    return pixels.astype(np.float32) * np.float32(spec.scale) + np.float32(spec.offset)
+    return _normalize(pixels, spec)
+
+
+def renormalize_batch(batch: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """Augmented training faces (float, pixels in [0, 1]) through the same final step as ``face_to_input``.
+
+    Training augments after loading (darkening, blur, noise...), so the equalization a live face gets
+    after such damage has to be applied again here, by the very same function, or the network would
+    learn from faces the live pipeline never shows it.
+    """
+    pixels = np.clip(np.rint(batch * 255.0), 0, 255).astype(np.uint8)
+    return np.stack([_normalize(face, spec) for face in pixels]) if len(pixels) else batch.astype(np.float32)
 
 
 def faces_to_batch(faces: Sequence[np.ndarray], spec: InputSpec) -> np.ndarray:

@@ -7,10 +7,11 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from model.errors import ExpressionDetectorError
 from model.preprocess import InputSpec
 
 
-class RunError(Exception):
+class RunError(ExpressionDetectorError):
     """A run folder whose checkpoint cannot be used; the message names the file and why."""
 
 
@@ -28,6 +29,7 @@ class TrainConfig:
     patience: int = 20
     seed: int = 1
     limit_per_class: int | None = None
+    labels: str = "folders"  # "votes" (crowd distributions), "majority" (crowd majority) or "folders"
     input: InputSpec = field(default_factory=InputSpec)
     command: str = ""
 

@@ -23,6 +23,7 @@ from model.data import FaceDataset
 from model.export import predict_logits
 from model.metrics import log_softmax
 from model.network import build_network
+from model.preprocess import renormalize_batch
 from model.run_state import RunError, TrainConfig, TrainState
 
 
@@ -62,14 +63,23 @@ def _compile(config: TrainConfig, steps_per_epoch: int) -> keras.Model:
     return model
 
 
+def _augment(images: tf.Tensor, spec) -> tf.Tensor:
+    """Augment, then (if the model equalizes) equalize again with the run-time function itself."""
+    augmented = augment_batch(images)
+    if not spec.equalize:
+        return augmented
+    renormalized = tf.numpy_function(lambda batch: renormalize_batch(batch, spec), [augmented], tf.float32)
+    return tf.ensure_shape(renormalized, augmented.shape)
+
+
 def _epoch_dataset(train_set: FaceDataset, config: TrainConfig, epoch: int) -> tf.data.Dataset:
     keras.utils.set_random_seed(config.seed + epoch)
     order = np.random.default_rng(config.seed + epoch).permutation(len(train_set))
-    one_hot = np.eye(len(config.classes) + len(config.aux_classes), dtype=np.float32)[train_set.labels[order]]
+    targets = train_set.target_matrix(len(config.classes) + len(config.aux_classes))[order]
     return (
-        tf.data.Dataset.from_tensor_slices((train_set.images[order], one_hot))
+        tf.data.Dataset.from_tensor_slices((train_set.images[order], targets))
         .batch(config.batch_size, drop_remainder=True)
-        .map(lambda x, y: (augment_batch(x), y), num_parallel_calls=1)
+        .map(lambda x, y: (_augment(x, config.input), y), num_parallel_calls=1)
         .prefetch(2)
     )
 

@@ -33,6 +33,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from model.errors import ExpressionDetectorError
 from model.preprocess import CropFraming
 from realtime.annotator import Annotator
 from realtime.classifier import ExpressionClassifier
@@ -51,7 +52,7 @@ FACE_COUNTS = (1, 2, 4, 8, 16)
 STAGES = ("decode", "detect", "preprocess", "classify", "track", "annotate")
 
 
-class BenchError(Exception):
+class BenchError(ExpressionDetectorError):
     """Media the benchmark needs is missing."""
 
 

@@ -14,12 +14,13 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from model.card import CardError, ModelCard, card_path_for
+from model.errors import ExpressionDetectorError
 from model.preprocess import InputSpec
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32)
 
 
-class ModelError(Exception):
+class ModelError(ExpressionDetectorError):
     """A model file that cannot be used; the message names the file and what is wrong."""
 
 

@@ -12,11 +12,17 @@ import importlib.machinery
 import importlib.util
 import os
 import sys
+
 import cv2
 import numpy as np
 
+from model.errors import ExpressionDetectorError
 from model.preprocess import CropFraming, crop_aligned_face
-from realtime.detector_model import PROXY_VARIABLES, DetectorModelError, ensure_detector_model
+from realtime.detector_model import (
+    PROXY_VARIABLES,
+    DetectorModelError,
+    ensure_detector_model,
+)
 from realtime.types import Detection
 
 # Large stills are detected on a copy no longer than this: BlazeFace sees at most 192x192 anyway,
@@ -24,7 +30,7 @@ from realtime.types import Detection
 MAX_DETECTION_SIDE = 1920
 
 
-class DetectorError(Exception):
+class DetectorError(ExpressionDetectorError):
     """The face detector cannot be set up; the message says why."""
 
 
@@ -56,14 +62,36 @@ class _MediaPipeImportGuard(importlib.abc.MetaPathFinder):
 TELEMETRY_SINK_PROXY = "http://127.0.0.1:9"
 
 
-def block_mediapipe_telemetry() -> None:
-    """Route the process's HTTPS through a dead local proxy, so MediaPipe's metrics never leave the machine.
+class _TelemetryBlock:
+    """Points the process's HTTPS at a dead local proxy while any detector is open, then puts it back.
 
-    The detector model is fetched before this, by a pip subprocess that gets the user's own proxy settings.
+    The proxy variables are process-wide, so a program that embeds the detector would otherwise lose
+    HTTPS for good. A count of open detectors decides when to restore: the last ``close()`` (which is
+    when MediaPipe uploads) restores exactly what was there before the first detector opened. The
+    detector model is fetched before this, by a pip subprocess that gets the user's own settings.
     """
-    for name in PROXY_VARIABLES:
-        os.environ.pop(name, None)
-    os.environ["https_proxy"] = os.environ["HTTPS_PROXY"] = TELEMETRY_SINK_PROXY
+
+    def __init__(self) -> None:
+        self._holders = 0
+        self._saved: dict[str, str] = {}
+
+    def acquire(self) -> None:
+        if self._holders == 0:
+            self._saved = {name: os.environ[name] for name in PROXY_VARIABLES if name in os.environ}
+            for name in PROXY_VARIABLES:
+                os.environ.pop(name, None)
+            os.environ["https_proxy"] = os.environ["HTTPS_PROXY"] = TELEMETRY_SINK_PROXY
+        self._holders += 1
+
+    def release(self) -> None:
+        self._holders -= 1
+        if self._holders == 0:
+            for name in PROXY_VARIABLES:
+                os.environ.pop(name, None)
+            os.environ.update(self._saved)
+
+
+TELEMETRY_BLOCK = _TelemetryBlock()
 
 
 def _import_mediapipe():
@@ -91,26 +119,73 @@ def largest_face(detections: list[Detection]) -> Detection | None:
     return max(detections, key=lambda d: d.area, default=None)
 
 
-class FaceDetector:
-    """Faces in BGR frames. ``still_images`` selects IMAGE mode; otherwise frames must come in time order."""
+DETECTOR_RANGES = ("auto", "short", "full", "both")
+# Two detections of one face by the short- and full-range models overlap at least this much.
+SAME_FACE_IOU = 0.3
 
-    def __init__(self, model_range: str = "short", still_images: bool = False, min_score: float = 0.5) -> None:
+
+def resolve_range(model_range: str, still_images: bool) -> tuple[str, ...]:
+    """The BlazeFace models to run: ``auto`` is both for photos (a person sees small and large faces
+    alike; the short-range model alone misses both faces of obama_and_biden.jpg) and short range for
+    video, where its 2 ms a frame matter."""
+    if model_range not in DETECTOR_RANGES:
+        raise DetectorError(f"unknown detector range {model_range!r}; choose one of {', '.join(DETECTOR_RANGES)}")
+    if model_range == "auto":
+        return ("short", "full") if still_images else ("short",)
+    return ("short", "full") if model_range == "both" else (model_range,)
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    inter = max(0, min(ax + aw, bx + bw) - max(ax, bx)) * max(0, min(ay + ah, by + bh) - max(ay, by))
+    union = aw * ah + bw * bh - inter
+    return inter / union if union > 0 else 0.0
+
+
+def merge_detections(detections: list[Detection]) -> list[Detection]:
+    """One detection per face: where two overlap (the two models found the same face), the surer one stays."""
+    kept: list[Detection] = []
+    for detection in sorted(detections, key=lambda d: -d.score):
+        if all(_overlap(detection.box, other.box) < SAME_FACE_IOU for other in kept):
+            kept.append(detection)
+    return sorted(kept, key=lambda d: (d.box[0], d.box[1]))
+
+
+class FaceDetector:
+    """Faces in BGR frames. ``still_images`` selects IMAGE mode; otherwise frames must come in time order.
+
+    ``model_range``: ``short`` (faces within about 2 m), ``full`` (smaller, farther faces), ``both``
+    merged, or ``auto`` (both for stills, short for video).
+    """
+
+    def __init__(self, model_range: str = "auto", still_images: bool = False, min_score: float = 0.5) -> None:
+        ranges = resolve_range(model_range, still_images)
         try:
-            model_path = ensure_detector_model(model_range)
+            model_paths = [ensure_detector_model(name) for name in ranges]
         except DetectorModelError as error:
             raise DetectorError(str(error)) from None
-        block_mediapipe_telemetry()
         self._mediapipe, core, vision = _import_mediapipe()
         mode = vision.RunningMode.IMAGE if still_images else vision.RunningMode.VIDEO
-        options = vision.FaceDetectorOptions(
-            base_options=core.base_options.BaseOptions(model_asset_path=str(model_path)),
-            running_mode=mode,
-            min_detection_confidence=min_score,
-        )
+        self._detectors: list = []
+        TELEMETRY_BLOCK.acquire()
+        self._closed = False
         try:
-            self._detector = vision.FaceDetector.create_from_options(options)
-        except (RuntimeError, ValueError) as error:
-            raise DetectorError(f"MediaPipe could not load the face detector {model_path} ({error})") from None
+            for model_path in model_paths:
+                options = vision.FaceDetectorOptions(
+                    base_options=core.base_options.BaseOptions(model_asset_path=str(model_path)),
+                    running_mode=mode,
+                    min_detection_confidence=min_score,
+                )
+                try:
+                    self._detectors.append(vision.FaceDetector.create_from_options(options))
+                except (RuntimeError, ValueError) as error:
+                    raise DetectorError(
+                        f"MediaPipe could not load the face detector {model_path} ({error})") from None
+        except DetectorError:
+            self.close()
+            raise
+        self.ranges = ranges
         self._still_images = still_images
         self._last_timestamp_ms = -1
 
@@ -121,14 +196,15 @@ class FaceDetector:
         small = frame if factor == 1.0 else cv2.resize(frame, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
         rgb = np.ascontiguousarray(cv2.cvtColor(small, cv2.COLOR_BGR2RGB))
         image = self._mediapipe.Image(image_format=self._mediapipe.ImageFormat.SRGB, data=rgb)
-        if self._still_images:
-            result = self._detector.detect(image)
-        else:
+        if not self._still_images:
             # VIDEO mode rejects non-increasing timestamps; equal times (e.g. a paused clip) are nudged forward.
             timestamp_ms = max(int(round(timestamp_s * 1000)), self._last_timestamp_ms + 1)
             self._last_timestamp_ms = timestamp_ms
-            result = self._detector.detect_for_video(image, timestamp_ms)
-        return [self._to_detection(d, width, height, factor) for d in result.detections]
+        found = []
+        for detector in self._detectors:
+            result = detector.detect(image) if self._still_images else detector.detect_for_video(image, timestamp_ms)
+            found.extend(self._to_detection(d, width, height, factor) for d in result.detections)
+        return merge_detections(found) if len(self._detectors) > 1 else found
 
     @staticmethod
     def _to_detection(detection, width: int, height: int, factor: float) -> Detection:
@@ -141,7 +217,17 @@ class FaceDetector:
         return Detection((int(round(x)), int(round(y)), int(round(w)), int(round(h))), float(score), right_eye, left_eye)
 
     def close(self) -> None:
-        self._detector.close()
+        """Close MediaPipe's detectors now (not at interpreter exit, where their __del__ can fail), then restore
+        the proxy settings. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            for detector in self._detectors:
+                detector.close()
+        finally:
+            self._detectors = []
+            TELEMETRY_BLOCK.release()
 
     def __enter__(self) -> "FaceDetector":
         return self

@@ -18,8 +18,10 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from model.errors import ExpressionDetectorError
 
-class DetectorModelError(Exception):
+
+class DetectorModelError(ExpressionDetectorError):
     """The face-detector model is not in the cache and could not be fetched; the message says what to do."""
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Protocol
@@ -12,7 +15,7 @@ from model.preprocess import CropFraming, faces_to_batch
 from realtime.annotator import Annotator
 from realtime.classifier import ExpressionClassifier
 from realtime.detector import FaceDetector, crop_face
-from realtime.tracker import FaceTracker
+from realtime.tracker import FaceTracker, untracked_faces
 from realtime.types import Detection, Face, Frame
 
 
@@ -56,7 +59,11 @@ class FrameRate:
 
 
 class ExpressionPipeline:
-    """Everything between a decoded frame and its annotated picture."""
+    """Everything between a decoded frame and its annotated picture.
+
+    For a stream the tracker gives each face an id and steadies its label; for still images
+    (``still_images``) every picture stands alone and its faces carry their own probabilities.
+    """
 
     def __init__(self, detector: FaceDetector, classifier: ExpressionClassifier, tracker: FaceTracker,
                  annotator: Annotator, framing: CropFraming = CropFraming(), still_images: bool = False) -> None:
@@ -73,16 +80,21 @@ class ExpressionPipeline:
         return faces_to_batch(crops, self.classifier.input_spec)
 
     def track(self, detections: list[Detection], probs: np.ndarray, timestamp_s: float) -> list[Face]:
-        """Ids, smoothing and steady labels; unrelated still images share no history."""
+        """Ids, smoothing and steady labels for a stream; unrelated still images share no history."""
         if self.still_images:
-            self.tracker.reset()
+            return untracked_faces(detections, probs, tuple(self.classifier.classes),
+                                   self.tracker.settings.min_confidence)
         return self.tracker.update(detections, probs, timestamp_s)
 
-    def process(self, frame: Frame, fps: float | None) -> tuple[list[Face], np.ndarray]:
-        """One frame through every stage; all its faces go to the classifier in a single call."""
+    def analyze(self, frame: Frame) -> list[Face]:
+        """One frame through detection, preprocessing, classification (all its faces in one call) and tracking."""
         detections = self.detector.detect(frame.image, frame.timestamp_s)
         probs = self.classifier.predict(self.preprocess(frame.image, detections))
-        faces = self.track(detections, probs, frame.timestamp_s)
+        return self.track(detections, probs, frame.timestamp_s)
+
+    def process(self, frame: Frame, fps: float | None) -> tuple[list[Face], np.ndarray]:
+        """One frame through every stage, drawing included."""
+        faces = self.analyze(frame)
         return faces, self.annotator.draw(frame.image, faces, fps)
 
 
@@ -108,3 +120,65 @@ def run(frames: Iterable[Frame], pipeline: ExpressionPipeline, sinks: list[Sink]
     finally:
         summary.seconds = time.perf_counter() - started
     return summary
+
+
+class Terminated(Exception):
+    """SIGTERM turned into an exception by a front end, so outputs are finalized exactly as on Ctrl-C."""
+
+
+@dataclass
+class RunOutcome:
+    """How a run into sinks ended: ``status`` 0 done, 1 an output failed (``failure``), 130 interrupted."""
+
+    status: int
+    summary: RunSummary | None
+    failure: OSError | None = None
+
+
+@contextlib.contextmanager
+def signals_deferred():
+    """Hold Ctrl-C and SIGTERM while outputs are finalized, so a second press cannot cut an MP4 short.
+
+    Only the main thread can hold them; elsewhere (a worker thread, Windows) finalizing runs unguarded.
+    """
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
+def close_all(sinks: list[Sink]) -> OSError | None:
+    """Close every sink even if one fails (a full disk shows up at the last flush), returning the first failure."""
+    failure = None
+    for sink in sinks:
+        try:
+            sink.close()
+        except OSError as error:
+            failure = failure or error
+    return failure
+
+
+def run_to_sinks(frames: Iterable[Frame], pipeline: ExpressionPipeline, sinks: list[Sink],
+                 should_stop: Callable[[], bool] = lambda: False,
+                 on_frame: Callable[[RunSummary, float | None], None] | None = None) -> RunOutcome:
+    """Run to the end, a stop, Ctrl-C, SIGTERM (as ``Terminated``) or a write failure; every sink is closed
+    (finalized) in all cases, with signals held meanwhile."""
+    failure: OSError | None = None
+    summary = None
+    status = 0
+    try:
+        summary = run(frames, pipeline, sinks, should_stop, on_frame)
+    except (KeyboardInterrupt, Terminated):
+        status = 130
+    except OSError as error:
+        failure = error
+    finally:
+        with signals_deferred():
+            failure = close_all(sinks) or failure
+    if failure is not None:
+        return RunOutcome(1, None, failure)
+    return RunOutcome(status, summary)

@@ -15,13 +15,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from model.errors import ExpressionDetectorError
 from realtime.types import Face, Frame
-
 
 MAX_WINDOW_SIZE = (1280, 720)
 
 
-class OutputError(Exception):
+class OutputError(ExpressionDetectorError):
     """An output that cannot be written; raised before any frame is processed where possible."""
 
 
@@ -106,10 +106,10 @@ class JsonlSink:
                     "box": list(face.detection.box),
                     "score": round(face.detection.score, 4),
                     "label": face.label,
-                    "probs": {name: round(p, 4) for name, p in zip(face.classes, face.probs)},
+                    "probs": {name: round(p, 4) for name, p in face.probs.items()},
                     "uncertain": face.uncertain,
                     "raw_label": face.raw_label,
-                    "raw_probs": {name: round(p, 4) for name, p in zip(face.classes, face.raw_probs)},
+                    "raw_probs": {name: round(p, 4) for name, p in face.raw_probs.items()},
                 }
                 for face in faces
             ],

@@ -17,6 +17,7 @@ from typing import Iterator
 
 import cv2
 
+from model.errors import ExpressionDetectorError
 from model.images import IMAGE_SUFFIXES, is_image_path, read_image
 from realtime.types import Frame
 
@@ -32,7 +33,7 @@ CAMERA_BACKENDS = {
 DEFAULT_FPS = 30.0
 
 
-class SourceError(Exception):
+class SourceError(ExpressionDetectorError):
     """A source that cannot be opened or read; the message says which and what to try."""
 
 

@@ -55,6 +55,17 @@ def _centre_distance(a: tuple[int, int, int, int], b: tuple[int, int, int, int])
     return distance / max((aw + ah + bw + bh) / 4, 1.0)
 
 
+def untracked_faces(detections: list[Detection], probs: np.ndarray, classes: tuple[str, ...],
+                    min_confidence: float) -> list[Face]:
+    """Faces of a still image: each labelled by its own probabilities, with no id and no history."""
+    faces = []
+    for detection, raw in zip(detections, probs):
+        by_class = dict(zip(classes, map(float, raw)))
+        label = classes[int(np.argmax(raw))]
+        faces.append(Face(detection, by_class, label, by_class, None, by_class[label] < min_confidence))
+    return faces
+
+
 @dataclass
 class FaceTracker:
     classes: tuple[str, ...]
@@ -112,10 +123,9 @@ class FaceTracker:
             confidence = float(track.smoothed[track.label_index])
             faces.append(Face(
                 detection=detection,
-                probs=tuple(float(p) for p in track.smoothed),
-                classes=self.classes,
+                probs=dict(zip(self.classes, map(float, track.smoothed))),
                 label=self.classes[track.label_index],
-                raw_probs=tuple(float(p) for p in raw),
+                raw_probs=dict(zip(self.classes, map(float, raw))),
                 track_id=track.track_id,
                 uncertain=confidence < self.settings.min_confidence,
             ))

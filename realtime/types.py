@@ -33,24 +33,38 @@ class Detection:
 
 @dataclass(frozen=True)
 class Face:
-    """A detected face as drawn: smoothed probabilities (card class order), the steady label, and the raw ones.
+    """A face as drawn: its box, the steady label with its probabilities by class, and this frame's raw ones.
 
-    ``track_id`` follows the face across frames; ``uncertain`` marks a label whose smoothed confidence
-    is below the threshold, drawn in a neutral colour.
+    For a video ``probs`` are smoothed over time and ``label`` changes only past a margin; for a still
+    image both are the classifier's own. ``track_id`` follows the face across frames (None for stills);
+    ``uncertain`` marks a label whose confidence is below the model's threshold, drawn gray.
     """
 
     detection: Detection
-    probs: tuple[float, ...]
-    classes: tuple[str, ...]
+    probs: dict[str, float]
     label: str
-    raw_probs: tuple[float, ...]
+    raw_probs: dict[str, float]
     track_id: int | None = None
     uncertain: bool = False
 
     @property
+    def box(self) -> tuple[int, int, int, int]:
+        """(x, y, w, h) in pixels of the frame."""
+        return self.detection.box
+
+    @property
+    def score(self) -> float:
+        """The face detector's confidence that this is a face."""
+        return self.detection.score
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self.probs)
+
+    @property
     def confidence(self) -> float:
-        return self.probs[self.classes.index(self.label)]
+        return self.probs[self.label]
 
     @property
     def raw_label(self) -> str:
-        return self.classes[int(np.argmax(self.raw_probs))]
+        return max(self.raw_probs, key=self.raw_probs.__getitem__)

@@ -73,7 +73,7 @@ def test_smoothing_has_the_same_time_constant_at_any_frame_rate():
         tracker.update([_det(0)], _probs(0.0), 0.0)
         for index in range(1, round(0.4 * fps) + 1):
             face = tracker.update([_det(0)], _probs(1.0), index / fps)[0]
-        results.append(face.probs[0])
+        results.append(face.probs[CLASSES[0]])
     assert results[0] == pytest.approx(1 - math.exp(-0.4 / 0.3), abs=1e-9)
     assert results[1] == pytest.approx(results[0], abs=1e-9)
 
