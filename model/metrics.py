@@ -98,3 +98,55 @@ def summarize(labels: np.ndarray, probs: np.ndarray, classes: list[str], n_no_fa
     if len(classes) == 2:
         result["roc_auc"] = roc_auc(labels == 1, probs[:, 1]) if n_detected else None
     return result
+
+
+def drawn_counts(probs: np.ndarray, classes: list[str], min_confidence: float) -> dict[str, int]:
+    """How many faces would be drawn as each class (confidence at or above ``min_confidence``) or as not sure."""
+    counts = {name: 0 for name in classes} | {"uncertain": 0}
+    if len(probs):
+        confident = probs.max(axis=1) >= min_confidence
+        for index, name in enumerate(classes):
+            counts[name] = int(((probs.argmax(axis=1) == index) & confident).sum())
+        counts["uncertain"] = int((~confident).sum())
+    return counts
+
+
+def _by_folder(folder_indices: np.ndarray, probs: np.ndarray, folders: list[str], classes: list[str],
+               no_face: list[int], min_confidence: float, with_no_face: bool) -> dict[str, dict[str, float]]:
+    shares = {}
+    for index, folder in enumerate(folders):
+        counts = drawn_counts(probs[folder_indices == index], classes, min_confidence)
+        if with_no_face:
+            counts["no_face"] = no_face[index]
+        total = max(sum(counts.values()), 1)
+        shares[folder] = {name: round(count / total, 4) for name, count in counts.items()}
+    return shares
+
+
+def summarize_folders(folder_indices: np.ndarray, probs: np.ndarray, folders: list[str], classes: list[str],
+                      no_face: list[int], min_confidence: float, with_no_face: bool = False) -> dict:
+    """``summarize`` over the folders named after model classes, plus what every folder is drawn as.
+
+    A model may know more classes than the folders hold (a happy/sad/neutral model on happy/ and
+    sad/): the scores then judge the decision among the folders' classes alone, with the
+    probabilities renormalized over them, and ``share_other`` tells how many faces the model would
+    rather have put in a class outside them.
+    """
+    scored = [name for name in classes if name in folders]
+    columns = [classes.index(name) for name in scored]
+    in_scored = np.isin(folder_indices, [folders.index(name) for name in scored])
+    if scored:
+        subset = probs[in_scored][:, columns]
+        subset = subset / np.maximum(subset.sum(axis=1, keepdims=True), 1e-12)
+        labels = np.asarray([scored.index(folders[i]) for i in folder_indices[in_scored]], dtype=np.int64)
+        result = summarize(labels, subset, scored, sum(no_face[folders.index(name)] for name in scored))
+        result.setdefault("roc_auc", None)
+    else:
+        result = {"classes": [], "n": 0, "n_no_face": 0, "accuracy": None, "accuracy_on_detected": None,
+                  "balanced_accuracy": None, "ece": None, "confusion": [], "roc_auc": None}
+    full_decisions = probs[in_scored].argmax(axis=1) if in_scored.any() else np.zeros(0, np.int64)
+    result["share_other"] = float(np.mean(~np.isin(full_decisions, columns))) if len(full_decisions) else 0.0
+    result["by_folder"] = _by_folder(folder_indices, probs, folders, classes, no_face, min_confidence, with_no_face)
+    result["min_confidence"] = min_confidence
+    result["model_classes"] = list(classes)
+    return result

@@ -45,6 +45,7 @@ class FaceVotes:
 
     counts: dict[str, int]
     not_a_face: int
+    unknown: int = 0
 
     @property
     def total(self) -> int:
@@ -59,11 +60,13 @@ class FaceVotes:
         return vector / max(self.total, 1)
 
     def majority(self) -> str | None:
-        """The expression with strictly the most votes, or None on a tie (the crowd did not agree)."""
-        ranked = sorted(self.counts.items(), key=lambda item: item[1], reverse=True)
-        if ranked[0][1] == 0 or (len(ranked) > 1 and ranked[1][1] == ranked[0][1]):
+        """The expression with strictly more votes than any other answer (unknown and not-a-face included),
+        or None where the crowd did not agree on one."""
+        ranked = sorted([*self.counts.values(), self.unknown, self.not_a_face], reverse=True)
+        top = max(self.counts, key=self.counts.__getitem__)
+        if self.counts[top] == 0 or self.counts[top] != ranked[0] or ranked[1] == ranked[0]:
             return None
-        return ranked[0][0]
+        return top
 
     def share(self, name: str) -> int:
         return self.counts.get(name, 0)
@@ -83,7 +86,7 @@ def load_votes(data_root: Path) -> dict[str, FaceVotes]:
         with path.open(newline="") as handle:
             for row in csv.DictReader(handle):
                 counts = {name: int(row[column]) for column, name in EXPRESSION_COLUMNS.items()}
-                votes[row["file"]] = FaceVotes(counts, int(row["not_a_face"]))
+                votes[row["file"]] = FaceVotes(counts, int(row["not_a_face"]), int(row["unknown"]))
     except (OSError, KeyError, ValueError, csv.Error) as error:
         raise VotesError(f"{path} is not a readable FER+ votes file ({error})") from None
     return votes
@@ -92,7 +95,7 @@ def load_votes(data_root: Path) -> dict[str, FaceVotes]:
 def votes_for(votes: dict[str, FaceVotes], data_root: Path, image: Path) -> FaceVotes | None:
     """The votes of one image file, looked up by its path under ``data_root``."""
     try:
-        key = image.resolve().relative_to(data_root.resolve()).as_posix()
+        key = image.absolute().relative_to(data_root.absolute()).as_posix()
     except ValueError:
         return None
     return votes.get(key)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from tests.conftest import COMMITTED_MODEL, link_subset, run_cli
 
@@ -66,3 +67,30 @@ def test_evaluate_bad_inputs_end_with_one_clear_sentence(tmp_path: Path):
         assert len(lines) == 1, result.stderr
     assert "does not exist" in missing_model.stderr
     assert "not a usable TFLite model" in garbage_model.stderr
+
+
+def test_every_folder_gets_its_drawn_shares_and_a_bigger_model_is_scored_on_the_folders_classes(
+        tmp_path: Path, fer_val: Path):
+    data = link_subset(fer_val, tmp_path, ["happy", "sad", "angry"], 15)
+    three_class = COMMITTED_MODEL.with_name("happy_sad_neutral.tflite")
+    metrics = _evaluate_json("--data", str(data), "--model", str(three_class))
+    assert CONTRACT_KEYS <= metrics.keys()
+    assert metrics["classes"] == ["happy", "sad"] and metrics["n"] == 30
+    assert np.array(metrics["confusion"]).shape == (2, 2)
+    assert metrics["roc_auc"] is not None and 0.0 <= metrics["share_other"] <= 1.0
+    assert set(metrics["by_folder"]) == {"happy", "sad", "angry"}
+    for shares in metrics["by_folder"].values():
+        assert set(shares) == {"happy", "sad", "neutral", "uncertain"}
+        assert sum(shares.values()) == pytest.approx(1.0, abs=1e-3)
+    drawn_happy = metrics["by_folder"]["happy"]["happy"]
+    assert drawn_happy <= metrics["accuracy"] or metrics["by_folder"]["happy"]["uncertain"] == 0
+
+
+def test_by_folder_counts_photos_without_a_face(tmp_path: Path, media: Path):
+    (tmp_path / "smile").mkdir()
+    (tmp_path / "smile" / "obama.jpg").symlink_to(media / "obama.jpg")
+    cv2.imwrite(str(tmp_path / "smile" / "wall.png"), np.full((240, 320, 3), 127, np.uint8))
+    metrics = _evaluate_json("--data", str(tmp_path), "--detect")
+    assert metrics["classes"] == [] and metrics["accuracy"] is None
+    assert metrics["by_folder"]["smile"]["no_face"] == 0.5
+    assert metrics["by_folder"]["smile"]["happy"] == 0.5

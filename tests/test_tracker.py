@@ -92,3 +92,28 @@ def test_low_smoothed_confidence_is_marked_uncertain():
     tracker = FaceTracker(CLASSES, TrackerSettings(min_confidence=0.6))
     assert tracker.update([_det(0)], _probs(0.55), 0.0)[0].uncertain
     assert not tracker.update([_det(300)], _probs(0.95), 0.0)[0].uncertain
+
+
+def test_a_scene_cut_ends_every_track_and_small_changes_do_not():
+    room = np.repeat(np.linspace(0, 255, 640, dtype=np.uint8)[None, :, None], 360, axis=0).repeat(3, axis=2)
+    stage = room[:, ::-1].copy()  # another camera: bright where the room was dark
+    tracker = FaceTracker(CLASSES)
+    first = tracker.update([_det(100)], _probs(0.9), 0.0, room)[0]
+    moved = np.clip(room.astype(int) + 12, 0, 255).astype(np.uint8)  # the light brightens a little
+    same = tracker.update([_det(102)], _probs(0.9), 1 / 30, moved)[0]
+    after_cut = tracker.update([_det(102)], _probs(0.1), 2 / 30, stage)[0]
+    assert same.track_id == first.track_id
+    assert after_cut.track_id != first.track_id
+    assert after_cut.label == "sad" and after_cut.probs["sad"] == pytest.approx(0.9)
+
+
+def test_the_clip_cut_to_the_audience_gives_its_faces_new_ids(media):
+    from realtime.api import ExpressionDetector
+
+    speaker_ids, audience_ids = set(), set()
+    with ExpressionDetector() as detector:
+        for result in detector.stream(media / "short_hamilton_clip.mp4", annotate=False):
+            ids = {face.track_id for face in result.faces}
+            (speaker_ids if result.index < 211 else audience_ids).update(ids)
+    assert audience_ids and speaker_ids
+    assert not speaker_ids & audience_ids

@@ -16,7 +16,7 @@ from model.card import ModelCard
 from realtime.classifier import ExpressionClassifier
 from tests.conftest import REPO, link_subset, run_cli
 
-TINY = ["--epochs", "1", "--batch-size", "32", "--aux-classes"]
+TINY = ["--classes", "happy", "sad", "--epochs", "1", "--batch-size", "32", "--aux-classes"]
 
 
 def test_one_epoch_run_exports_a_model_that_loads_and_predicts(tmp_path: Path, fer_train: Path):
@@ -42,7 +42,8 @@ def test_one_epoch_run_exports_a_model_that_loads_and_predicts(tmp_path: Path, f
 def test_an_interrupted_run_resumes_where_it_stopped(tmp_path: Path, fer_train: Path):
     data = link_subset(fer_train, tmp_path / "data", ["happy", "sad"], 100)
     run_dir = tmp_path / "run"
-    command = [sys.executable, "train.py", "--data", str(data), "--epochs", "6", "--batch-size", "32",
+    command = [sys.executable, "train.py", "--data", str(data), "--classes", "happy", "sad", "--epochs", "6",
+               "--batch-size", "32",
                "--aux-classes", "--run-dir", str(run_dir), "--export-dir", str(tmp_path / "export")]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
@@ -99,7 +100,7 @@ def test_resuming_refuses_a_checkpoint_that_would_run_stored_code(tmp_path: Path
 
 def test_too_few_images_for_a_batch_and_bad_numbers_end_with_one_sentence(tmp_path: Path, fer_train: Path):
     data = link_subset(fer_train, tmp_path / "data", ["happy", "sad"], 12)
-    small = run_cli("train.py", "--data", str(data), "--batch-size", "64", "--aux-classes",
+    small = run_cli("train.py", "--data", str(data), "--classes", "happy", "sad", "--batch-size", "64", "--aux-classes",
                     "--run-dir", str(tmp_path / "run"), "--export-dir", str(tmp_path / "export"))
     assert small.returncode == 2 and "Traceback" not in small.stderr
     assert [line for line in small.stderr.splitlines() if line.startswith("error:")] == [
