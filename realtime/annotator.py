@@ -23,12 +23,20 @@ CLASS_COLOURS = {  # BGR
 FALLBACK_COLOURS = [(0, 180, 180), (180, 0, 180), (120, 180, 0), (0, 90, 255)]
 UNCERTAIN_COLOUR = (150, 150, 150)
 FONT = cv2.FONT_HERSHEY_SIMPLEX
+Rect = tuple[int, int, int, int]  # x, y, w, h
 
 
 def class_colour(name: str, classes: tuple[str, ...]) -> tuple[int, int, int]:
     if name in CLASS_COLOURS:
         return CLASS_COLOURS[name]
     return FALLBACK_COLOURS[classes.index(name) % len(FALLBACK_COLOURS)]
+
+
+def _intersection(a: Rect, b: Rect) -> int:
+    """Overlapping area of two (x, y, w, h) rectangles, in pixels."""
+    width = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    height = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    return max(0, width) * max(0, height)
 
 
 @dataclass(frozen=True)
@@ -53,30 +61,53 @@ class Annotator:
         self.show_ids = show_ids
 
     def draw(self, image: np.ndarray, faces: list[Face], fps: float | None) -> np.ndarray:
-        """A copy of ``image`` with every face labelled (the source frame stays untouched)."""
+        """A copy of ``image`` with every face labelled (the source frame stays untouched); with ``show_stats``
+        also the face count, and the frame rate where ``fps`` is given (streams, not stills)."""
         canvas = image.copy()
         style = Style.for_frame(canvas.shape[1], canvas.shape[0])
-        for face in faces:
-            self._draw_face(canvas, face, style)
+        labels = [self._label(face, style, canvas.shape[1]) for face in faces]
+        for face, (text, box) in zip(faces, labels):
+            colour = UNCERTAIN_COLOUR if face.uncertain else class_colour(face.label, face.classes)
+            x, y, w, h = face.box
+            cv2.rectangle(canvas, (x, y), (x + w, y + h), colour, style.thickness, cv2.LINE_AA)
+            self._draw_text(canvas, text, box[:2], (0, 0, 0), colour, style)
         if self.show_stats:
-            stats = f"{len(faces)} face{'s' if len(faces) != 1 else ''}"
-            if fps is not None:
-                stats = f"{fps:.0f} fps  " + stats
-            self._draw_text(canvas, stats, (style.padding, style.padding), (255, 255, 255), (0, 0, 0), style)
+            self._draw_stats(canvas, faces, fps, style, [box for _, box in labels])
         return canvas
 
-    def _draw_face(self, canvas: np.ndarray, face: Face, style: Style) -> None:
-        x, y, w, h = face.detection.box
-        colour = UNCERTAIN_COLOUR if face.uncertain else class_colour(face.label, face.classes)
-        cv2.rectangle(canvas, (x, y), (x + w, y + h), colour, style.thickness, cv2.LINE_AA)
+    def draw_stats(self, canvas: np.ndarray, faces: list[Face], fps: float | None) -> None:
+        """The ``NN fps  K faces`` line alone, in place: the window draws it onto its own copy of a frame."""
+        style = Style.for_frame(canvas.shape[1], canvas.shape[0])
+        self._draw_stats(canvas, faces, fps, style, [self._label(face, style, canvas.shape[1])[1] for face in faces])
+
+    def _draw_stats(self, canvas: np.ndarray, faces: list[Face], fps: float | None, style: Style,
+                    label_boxes: list[Rect]) -> None:
+        """In the first corner where it hides no face and no label (top left, top right, bottom left, bottom
+        right), else where it covers least."""
+        text = f"{len(faces)} face{'s' if len(faces) != 1 else ''}"
+        if fps is not None:
+            text = f"{fps:.0f} fps  " + text
+        width, height = _text_box_size(text, style)
+        right, bottom = canvas.shape[1] - width - style.padding, canvas.shape[0] - height - style.padding
+        taken = [face.box for face in faces] + label_boxes
+        corner, least = (style.padding, style.padding), None
+        for x, y in ((style.padding, style.padding), (right, style.padding), (style.padding, bottom), (right, bottom)):
+            covered = sum(_intersection((x, y, width, height), box) for box in taken)
+            if least is None or covered < least:
+                corner, least = (x, y), covered
+            if covered == 0:
+                break
+        self._draw_text(canvas, text, corner, (255, 255, 255), (0, 0, 0), style)
+
+    def _label(self, face: Face, style: Style, frame_width: int) -> tuple[str, Rect]:
+        """A face's label text and its box: above the face, or below where the frame's top edge is in the way."""
         text = f"{face.label}{'?' if face.uncertain else ''} {face.confidence:.0%}"
         if self.show_ids and face.track_id is not None:
             text = f"#{face.track_id} {text}"
-        (text_w, text_h), baseline = cv2.getTextSize(text, FONT, style.font_scale, style.thickness)
-        label_h = text_h + baseline + 2 * style.padding
+        x, y, _, h = face.box
+        label_w, label_h = _text_box_size(text, style)
         top = y - label_h if y - label_h >= 0 else y + h
-        left = min(max(x, 0), max(canvas.shape[1] - text_w - 2 * style.padding, 0))
-        self._draw_text(canvas, text, (left, top), (0, 0, 0), colour, style)
+        return text, (min(max(x, 0), max(frame_width - label_w, 0)), top, label_w, label_h)
 
     @staticmethod
     def _draw_text(canvas, text, top_left, text_colour, background, style: Style) -> None:
@@ -86,3 +117,9 @@ class Annotator:
                       background, cv2.FILLED)
         cv2.putText(canvas, text, (x + style.padding, y + style.padding + text_h), FONT, style.font_scale,
                     text_colour, style.thickness, cv2.LINE_AA)
+
+
+def _text_box_size(text: str, style: Style) -> tuple[int, int]:
+    """Width and height of a text with its padded background, as ``_draw_text`` fills it."""
+    (text_w, text_h), baseline = cv2.getTextSize(text, FONT, style.font_scale, style.thickness)
+    return text_w + 2 * style.padding, text_h + baseline + 2 * style.padding

@@ -22,6 +22,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from model.card import DEFAULT_MODEL
 from model.preprocess import CropFraming
 from realtime.annotator import Annotator
 from realtime.classifier import ExpressionClassifier
@@ -31,8 +32,6 @@ from realtime.sources import open_source
 from realtime.tracker import FaceTracker, TrackerSettings
 from realtime.types import Face, Frame
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL = REPO / "model" / "happy_sad_neutral.tflite"
 
 
 @dataclass(frozen=True)
@@ -112,7 +111,8 @@ class ExpressionDetector:
         try:
             for frame in opened:
                 faces = pipeline.analyze(frame)
-                picture = self.annotator.draw(frame.image, faces, rate.value) if annotate else None
+                fps = None if opened.is_still else rate.value
+                picture = self.annotator.draw(frame.image, faces, fps) if annotate else None
                 rate.tick()
                 yield FrameResult(frame, faces, picture)
         finally:
@@ -122,12 +122,18 @@ class ExpressionDetector:
                 opened.close()
 
     def run(self, source, sinks: list[Sink], should_stop: Callable[[], bool] = lambda: False,
-            on_frame: Callable[[RunSummary, float | None], None] | None = None) -> RunOutcome:
+            on_frame: Callable[[RunSummary, float | None], None] | None = None, *,
+            on_end: Callable[[], None] | None = None, pipeline: ExpressionPipeline | None = None) -> RunOutcome:
         """Send an open source through the pipeline into ``sinks`` and finalize every sink however the run ends
-        (end of source, ``should_stop()``, Ctrl-C, ``Terminated``, a failed write)."""
-        pipeline = self.pipeline(source.is_still)
+        (end of source, ``should_stop()``, Ctrl-C, ``Terminated``, a failed write).
+
+        ``on_end`` runs when the source is exhausted, before the sinks close (a window holds its last
+        frame). ``pipeline``: one made beforehand with ``pipeline(source.is_still)``, so that a detector
+        that cannot start fails before any output file is opened; it is closed here like one made here.
+        """
+        pipeline = pipeline or self.pipeline(source.is_still)
         try:
-            return run_to_sinks(source, pipeline, sinks, should_stop, on_frame)
+            return run_to_sinks(source, pipeline, sinks, should_stop, on_frame, on_end)
         finally:
             if not source.is_still:
                 pipeline.detector.close()

@@ -33,6 +33,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from model.card import DEFAULT_MODEL
 from model.errors import ExpressionDetectorError
 from model.preprocess import CropFraming
 from realtime.annotator import Annotator
@@ -43,7 +44,6 @@ from realtime.sources import VideoFileSource
 from realtime.tracker import FaceTracker
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL = REPO / "model" / "happy_sad.tflite"
 MEDIA = REPO.parent / "shared" / "media"
 CLIP = MEDIA / "short_hamilton_clip.mp4"
 PHOTOS = ("two_people.jpg", "obama.jpg", "biden.jpg", "kit_with_rose.jpg", "obama_and_biden.jpg")
@@ -105,7 +105,7 @@ def _timed_frames(pipeline: ExpressionPipeline, frames, warmup: int) -> tuple[li
         t3 = time.perf_counter()
         probs = pipeline.classifier.predict(batch)
         t4 = time.perf_counter()
-        faces = pipeline.track(detections, probs, frame.timestamp_s)
+        faces = pipeline.track(frame, detections, probs)
         t5 = time.perf_counter()
         pipeline.annotator.draw(frame.image, faces, 0.0)
         t6 = time.perf_counter()

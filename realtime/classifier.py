@@ -16,6 +16,7 @@ from ai_edge_litert.interpreter import Interpreter
 from model.card import CardError, ModelCard, card_path_for
 from model.errors import ExpressionDetectorError
 from model.preprocess import InputSpec
+from realtime.native import quiet_native
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32)
 
@@ -56,10 +57,11 @@ class ExpressionClassifier:
         interpreter = self._interpreters.get(batch)
         if interpreter is None:
             try:
-                interpreter = Interpreter(model_content=self._model_bytes, num_threads=self._num_threads)
-                index = interpreter.get_input_details()[0]["index"]
-                interpreter.resize_tensor_input(index, [batch, *interpreter.get_input_details()[0]["shape"][1:]])
-                interpreter.allocate_tensors()
+                with quiet_native():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." at allocation
+                    interpreter = Interpreter(model_content=self._model_bytes, num_threads=self._num_threads)
+                    index = interpreter.get_input_details()[0]["index"]
+                    interpreter.resize_tensor_input(index, [batch, *interpreter.get_input_details()[0]["shape"][1:]])
+                    interpreter.allocate_tensors()
             except (ValueError, RuntimeError) as error:
                 raise ModelError(f"{self.model_path} is not a usable TFLite model ({error})") from None
             self._interpreters[batch] = interpreter

@@ -7,6 +7,7 @@ range finds the smaller faces of group photos and stages.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
@@ -23,6 +24,7 @@ from realtime.detector_model import (
     DetectorModelError,
     ensure_detector_model,
 )
+from realtime.native import quiet_native, signals_held
 from realtime.types import Detection
 
 # Large stills are detected on a copy no longer than this: BlazeFace sees at most 192x192 anyway,
@@ -178,7 +180,8 @@ class FaceDetector:
                     min_detection_confidence=min_score,
                 )
                 try:
-                    self._detectors.append(vision.FaceDetector.create_from_options(options))
+                    with quiet_native():  # LiteRT's set-up lines, 46 "Sparsity tensors" warnings for full range
+                        self._detectors.append(vision.FaceDetector.create_from_options(options))
                 except (RuntimeError, ValueError) as error:
                     raise DetectorError(
                         f"MediaPipe could not load the face detector {model_path} ({error})") from None
@@ -188,6 +191,7 @@ class FaceDetector:
         self.ranges = ranges
         self._still_images = still_images
         self._last_timestamp_ms = -1
+        self._first_frame = True
 
     def detect(self, frame: np.ndarray, timestamp_s: float = 0.0) -> list[Detection]:
         """Faces in a BGR frame; ``timestamp_s`` is the frame's time in a stream (ignored for stills)."""
@@ -195,16 +199,23 @@ class FaceDetector:
         factor = min(1.0, MAX_DETECTION_SIDE / max(height, width))
         small = frame if factor == 1.0 else cv2.resize(frame, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
         rgb = np.ascontiguousarray(cv2.cvtColor(small, cv2.COLOR_BGR2RGB))
-        image = self._mediapipe.Image(image_format=self._mediapipe.ImageFormat.SRGB, data=rgb)
-        if not self._still_images:
-            # VIDEO mode rejects non-increasing timestamps; equal times (e.g. a paused clip) are nudged forward.
-            timestamp_ms = max(int(round(timestamp_s * 1000)), self._last_timestamp_ms + 1)
-            self._last_timestamp_ms = timestamp_ms
-        found = []
-        for detector in self._detectors:
-            result = detector.detect(image) if self._still_images else detector.detect_for_video(image, timestamp_ms)
-            found.extend(self._to_detection(d, width, height, factor) for d in result.detections)
+        # VIDEO mode rejects non-increasing timestamps; equal times (e.g. a paused clip) are nudged forward.
+        timestamp_ms = max(int(round(timestamp_s * 1000)), self._last_timestamp_ms + 1)
+        self._last_timestamp_ms = timestamp_ms
+        # The first frame makes absl and LiteRT log once ("Logging before InitGoogle", "not aligned").
+        with quiet_native() if self._first_frame else contextlib.nullcontext(), signals_held():
+            results = self._run_mediapipe(rgb, timestamp_ms)
+        self._first_frame = False
+        found = [self._to_detection(d, width, height, factor) for result in results for d in result.detections]
         return merge_detections(found) if len(self._detectors) > 1 else found
+
+    def _run_mediapipe(self, rgb: np.ndarray, timestamp_ms: int) -> list:
+        """Every model on one picture. Called with signals held, so a Ctrl-C cannot leave a half-built
+        ``mediapipe.Image`` behind whose ``__del__`` fails at interpreter exit; the image is freed on return."""
+        image = self._mediapipe.Image(image_format=self._mediapipe.ImageFormat.SRGB, data=rgb)
+        if self._still_images:
+            return [detector.detect(image) for detector in self._detectors]
+        return [detector.detect_for_video(image, timestamp_ms) for detector in self._detectors]
 
     @staticmethod
     def _to_detection(detection, width: int, height: int, factor: float) -> Detection:
@@ -223,8 +234,9 @@ class FaceDetector:
             return
         self._closed = True
         try:
-            for detector in self._detectors:
-                detector.close()
+            with quiet_native():  # LiteRT's "DestroyAccelerator" lines
+                for detector in self._detectors:
+                    detector.close()
         finally:
             self._detectors = []
             TELEMETRY_BLOCK.release()

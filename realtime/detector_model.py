@@ -10,6 +10,7 @@ detector needs no network at all.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import subprocess
 import sys
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from model.errors import ExpressionDetectorError
+
+log = logging.getLogger(__name__)
 
 
 class DetectorModelError(ExpressionDetectorError):
@@ -118,8 +121,8 @@ def ensure_detector_model(model_range: str) -> Path:
     if _is_valid(path, model):
         return path
     if path.exists():
-        print(f"warning: {path} does not match its pinned SHA-256; fetching it again", file=sys.stderr)
-    print(f"fetching the face-detector model into {cache_dir()} (once)", file=sys.stderr)
+        log.warning("%s does not match its pinned SHA-256; fetching it again", path)
+    log.info("fetching the face-detector model into %s (once)", cache_dir())
     _fetch_all(cache_dir())
     if not _is_valid(path, model):
         raise DetectorModelError(f"{path} is still not the expected file after fetching it")

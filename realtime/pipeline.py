@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import signal
-import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Protocol
@@ -15,6 +12,7 @@ from model.preprocess import CropFraming, faces_to_batch
 from realtime.annotator import Annotator
 from realtime.classifier import ExpressionClassifier
 from realtime.detector import FaceDetector, crop_face
+from realtime.native import signals_held
 from realtime.tracker import FaceTracker, untracked_faces
 from realtime.types import Detection, Face, Frame
 
@@ -31,6 +29,7 @@ class RunSummary:
     faces: int = 0
     frames_with_faces: int = 0
     seconds: float = 0.0
+    reached_end: bool = False  # the source ran out (rather than a stop): only then is a short file worth a word
 
     @property
     def mean_fps(self) -> float:
@@ -79,18 +78,19 @@ class ExpressionPipeline:
         crops = [crop_face(image, detection, self.framing) for detection in detections]
         return faces_to_batch(crops, self.classifier.input_spec)
 
-    def track(self, detections: list[Detection], probs: np.ndarray, timestamp_s: float) -> list[Face]:
-        """Ids, smoothing and steady labels for a stream; unrelated still images share no history."""
+    def track(self, frame: Frame, detections: list[Detection], probs: np.ndarray) -> list[Face]:
+        """Ids, smoothing and steady labels for a stream (a scene cut ends every track); unrelated still images
+        share no history."""
         if self.still_images:
             return untracked_faces(detections, probs, tuple(self.classifier.classes),
                                    self.tracker.settings.min_confidence)
-        return self.tracker.update(detections, probs, timestamp_s)
+        return self.tracker.update(detections, probs, frame.timestamp_s, frame.image)
 
     def analyze(self, frame: Frame) -> list[Face]:
         """One frame through detection, preprocessing, classification (all its faces in one call) and tracking."""
         detections = self.detector.detect(frame.image, frame.timestamp_s)
         probs = self.classifier.predict(self.preprocess(frame.image, detections))
-        return self.track(detections, probs, frame.timestamp_s)
+        return self.track(frame, detections, probs)
 
     def process(self, frame: Frame, fps: float | None) -> tuple[list[Face], np.ndarray]:
         """One frame through every stage, drawing included."""
@@ -100,13 +100,18 @@ class ExpressionPipeline:
 
 def run(frames: Iterable[Frame], pipeline: ExpressionPipeline, sinks: list[Sink],
         should_stop: Callable[[], bool] = lambda: False,
-        on_frame: Callable[[RunSummary, float | None], None] | None = None) -> RunSummary:
-    """Process every frame into every sink until the source ends or ``should_stop()`` says so."""
+        on_frame: Callable[[RunSummary, float | None], None] | None = None,
+        on_end: Callable[[], None] | None = None) -> RunSummary:
+    """Process every frame into every sink until the source ends or ``should_stop()`` says so.
+
+    ``on_end`` runs once the source is exhausted (not after a stop), before any sink is closed and
+    outside the timing: the window holds its last frame there. Stills get no frame rate to draw.
+    """
     summary, rate = RunSummary(), FrameRate()
     started = time.perf_counter()
     try:
         for frame in frames:
-            faces, annotated = pipeline.process(frame, rate.value)
+            faces, annotated = pipeline.process(frame, None if pipeline.still_images else rate.value)
             for sink in sinks:
                 sink.consume(frame, faces, annotated)
             summary.frames += 1
@@ -116,9 +121,12 @@ def run(frames: Iterable[Frame], pipeline: ExpressionPipeline, sinks: list[Sink]
             if on_frame is not None:
                 on_frame(summary, fps)
             if should_stop():
-                break
+                return summary
+        summary.reached_end = True
     finally:
         summary.seconds = time.perf_counter() - started
+    if on_end is not None:
+        on_end()
     return summary
 
 
@@ -135,20 +143,8 @@ class RunOutcome:
     failure: OSError | None = None
 
 
-@contextlib.contextmanager
-def signals_deferred():
-    """Hold Ctrl-C and SIGTERM while outputs are finalized, so a second press cannot cut an MP4 short.
-
-    Only the main thread can hold them; elsewhere (a worker thread, Windows) finalizing runs unguarded.
-    """
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+# Held while outputs are finalized, so a second Ctrl-C cannot cut an MP4 short.
+signals_deferred = signals_held
 
 
 def close_all(sinks: list[Sink]) -> OSError | None:
@@ -164,14 +160,15 @@ def close_all(sinks: list[Sink]) -> OSError | None:
 
 def run_to_sinks(frames: Iterable[Frame], pipeline: ExpressionPipeline, sinks: list[Sink],
                  should_stop: Callable[[], bool] = lambda: False,
-                 on_frame: Callable[[RunSummary, float | None], None] | None = None) -> RunOutcome:
+                 on_frame: Callable[[RunSummary, float | None], None] | None = None,
+                 on_end: Callable[[], None] | None = None) -> RunOutcome:
     """Run to the end, a stop, Ctrl-C, SIGTERM (as ``Terminated``) or a write failure; every sink is closed
     (finalized) in all cases, with signals held meanwhile."""
     failure: OSError | None = None
     summary = None
     status = 0
     try:
-        summary = run(frames, pipeline, sinks, should_stop, on_frame)
+        summary = run(frames, pipeline, sinks, should_stop, on_frame, on_end)
     except (KeyboardInterrupt, Terminated):
         status = 130
     except OSError as error:

@@ -1,4 +1,4 @@
-"""Sinks: where annotated frames and results go. Window, video file, screenshots, JSONL log, progress line.
+"""Sinks: where annotated frames and results go. Window, video file, screenshots, JSONL log, progress bar.
 
 Every sink has ``consume(frame, faces, annotated)`` and ``close()``; the pipeline closes all of
 them in a ``finally`` block, so a recording is finalized however the run ends.
@@ -6,17 +6,25 @@ them in a ``finally`` block, so a recording is finalized however the run ends.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
+from typing import Iterator, TextIO
 
 import cv2
 import numpy as np
 
 from model.errors import ExpressionDetectorError
+from realtime.annotator import Annotator
+from realtime.pipeline import FrameRate
 from realtime.types import Face, Frame
+
+log = logging.getLogger(__name__)
 
 MAX_WINDOW_SIZE = (1280, 720)
 
@@ -25,8 +33,10 @@ class OutputError(ExpressionDetectorError):
     """An output that cannot be written; raised before any frame is processed where possible."""
 
 
-def _writable_parent(path: Path, what: str) -> None:
+def check_output_path(path: Path, what: str) -> None:
     """Fail before the first frame, not after minutes of processing, when an output cannot be written."""
+    if path.is_dir():
+        raise OutputError(f"cannot write the {what} {path}: it is a folder; name a file in it")
     parent = path.absolute().parent
     if not parent.is_dir():
         raise OutputError(f"cannot write the {what} {path}: folder {parent} does not exist")
@@ -34,47 +44,113 @@ def _writable_parent(path: Path, what: str) -> None:
         raise OutputError(f"cannot write the {what} {path}: folder {parent} is not writable")
 
 
+def check_screenshot_folder(directory: Path) -> None:
+    """Fail up front where the folder can be neither found nor created, without creating it yet."""
+    existing = directory.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"cannot create the screenshot folder {directory}: {existing} is a file")
+    if not os.access(existing, os.W_OK):
+        raise OutputError(f"cannot create the screenshot folder {directory}: {existing} is not writable")
+
+
 class VideoSink:
-    """Writes annotated frames to an MP4 at the input's size and frame rate."""
+    """Writes annotated frames to an H.264 MP4 at the input's size and frame rate.
+
+    H.264 (yuv420p, index at the front) because browsers and most players refuse MPEG-4 Part 2, the
+    only MP4 codec OpenCV's wheels can write; PyAV's wheels carry libx264. The ``veryfast`` preset
+    keeps encoding cheap beside a live run. 4:2:0 chroma needs even sides, so an odd last row or
+    column is dropped.
+    """
 
     def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
-        _writable_parent(path, "output video")
+        import av  # here, not at the top: a run without --output does not pay its import
+
+        check_output_path(path, "output video")
         self.path = path
         self.frames_written = 0
-        self._writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-        if not self._writer.isOpened():
-            raise OutputError(f"cannot write the output video {path}: OpenCV has no MP4 encoder for it")
-        self._size = size
+        self._size = (max(2, size[0] - size[0] % 2), max(2, size[1] - size[1] % 2))
+        self._closed = False
+        try:
+            self._container = av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"})
+            self._stream = self._container.add_stream(
+                "libx264", rate=Fraction(round(fps * 1000), 1000), options={"preset": "veryfast", "crf": "23"})
+        except (av.FFmpegError, ValueError) as error:
+            raise OutputError(f"cannot write the output video {path} ({error})") from None
+        self._stream.width, self._stream.height = self._size
+        self._stream.pix_fmt = "yuv420p"
+
+    def _fit(self, annotated: np.ndarray) -> np.ndarray:
+        width, height = self._size
+        extra_w, extra_h = annotated.shape[1] - width, annotated.shape[0] - height
+        if extra_w in (0, 1) and extra_h in (0, 1):
+            return np.ascontiguousarray(annotated[:height, :width])
+        return cv2.resize(annotated, self._size, interpolation=cv2.INTER_AREA)
 
     def consume(self, frame: Frame, faces: list[Face], annotated: np.ndarray) -> None:
-        if (annotated.shape[1], annotated.shape[0]) != self._size:
-            annotated = cv2.resize(annotated, self._size, interpolation=cv2.INTER_AREA)
-        self._writer.write(annotated)
+        import av
+
+        picture = av.VideoFrame.from_ndarray(self._fit(annotated), format="bgr24")
+        with _encoder_errors_as_os_errors():
+            self._container.mux(self._stream.encode(picture))
         self.frames_written += 1
 
     def close(self) -> None:
-        self._writer.release()
+        """Flush the encoder and write the index; the file plays from then on. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            with _encoder_errors_as_os_errors():
+                self._container.mux(self._stream.encode(None))
+        finally:
+            with _encoder_errors_as_os_errors():
+                self._container.close()
+
+
+@contextlib.contextmanager
+def _encoder_errors_as_os_errors() -> Iterator[None]:
+    """FFmpeg's failures as ``OSError``, the type the run loop treats as a failed output (exit status 1);
+    a full disk already is one."""
+    import av
+
+    try:
+        yield
+    except av.FFmpegError as error:
+        if isinstance(error, OSError):
+            raise
+        raise OSError(f"the H.264 encoder failed: {error}") from None
 
 
 class ScreenshotSink:
-    """Saves annotated frames as PNG named by source and frame index, every N frames or when asked (``s``)."""
+    """Saves annotated frames as PNG named by source and frame index, every N frames or when asked (``s``).
+
+    The folder is created with the first screenshot, so a run that saves none leaves nothing behind;
+    whether it can be created is checked up front.
+    """
 
     def __init__(self, directory: Path, every: int | None = None) -> None:
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise OutputError(f"cannot create the screenshot folder {directory}: {error.strerror}") from None
-        _writable_parent(directory / "probe.png", "screenshots")
+        check_screenshot_folder(directory)
         self.directory = directory
         self.every = every
         self.saved: list[Path] = []
 
     def save(self, frame: Frame, annotated: np.ndarray) -> Path:
+        """Written under a temporary name and renamed, so whoever watches the folder never reads half a PNG."""
         path = self.directory / f"{frame.source_name}_{frame.index:06d}.png"
-        if not cv2.imwrite(str(path), annotated):
-            raise OutputError(f"could not write the screenshot {path}")
+        partial = path.with_name(path.name + ".part")
+        ok, encoded = cv2.imencode(".png", annotated)
+        if not ok:
+            raise OutputError(f"could not encode the screenshot {path} as PNG")
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            partial.write_bytes(encoded.tobytes())
+            os.replace(partial, path)
+        except OSError as error:
+            raise OutputError(f"could not write the screenshot {path}: {error.strerror}") from None
         self.saved.append(path)
-        print(f"saved {path}", file=sys.stderr)
+        log.info("saved %s", path)
         return path
 
     def consume(self, frame: Frame, faces: list[Face], annotated: np.ndarray) -> None:
@@ -85,54 +161,77 @@ class ScreenshotSink:
         """Each screenshot is complete once written."""
 
 
+def face_record(frame: Frame, faces: list[Face]) -> dict:
+    """The one JSON record of a frame or photo, as ``--log``, ``--json`` and the batch front end write it."""
+    return {
+        "source": frame.source or frame.source_name,
+        "frame": frame.index,
+        "t": round(frame.timestamp_s, 4),
+        "faces": [
+            {
+                "id": face.track_id,
+                "box": list(face.detection.box),
+                "score": round(face.detection.score, 4),
+                "label": face.label,
+                "probs": {name: round(p, 4) for name, p in face.probs.items()},
+                "uncertain": face.uncertain,
+                "raw_label": face.raw_label,
+                "raw_probs": {name: round(p, 4) for name, p in face.raw_probs.items()},
+            }
+            for face in faces
+        ],
+    }
+
+
 class JsonlSink:
-    """One JSON record per processed frame: frame index, time, and every face with its id, box and probabilities.
+    """One JSON record per processed frame (see ``face_record``), into a file or an open text stream (stdout).
 
     ``label``/``probs`` are what is drawn (smoothed, with hysteresis); ``raw_label``/``raw_probs`` are
-    the classifier's output for this frame alone.
+    the classifier's output for this frame alone. Each record is flushed as written, so a reader
+    following the log or the pipe sees every frame as it is processed.
     """
 
-    def __init__(self, path: Path) -> None:
-        _writable_parent(path, "log")
-        self._file = path.open("w", encoding="utf-8")
+    def __init__(self, target: Path | TextIO) -> None:
+        if isinstance(target, (str, Path)):
+            check_output_path(Path(target), "log")
+            self._file, self._owned = Path(target).open("w", encoding="utf-8"), True
+        else:
+            self._file, self._owned = target, False
 
     def consume(self, frame: Frame, faces: list[Face], annotated: np.ndarray) -> None:
-        record = {
-            "frame": frame.index,
-            "t": round(frame.timestamp_s, 4),
-            "faces": [
-                {
-                    "id": face.track_id,
-                    "box": list(face.detection.box),
-                    "score": round(face.detection.score, 4),
-                    "label": face.label,
-                    "probs": {name: round(p, 4) for name, p in face.probs.items()},
-                    "uncertain": face.uncertain,
-                    "raw_label": face.raw_label,
-                    "raw_probs": {name: round(p, 4) for name, p in face.raw_probs.items()},
-                }
-                for face in faces
-            ],
-        }
-        self._file.write(json.dumps(record) + "\n")
+        self._file.write(json.dumps(face_record(frame, faces)) + "\n")
+        self._file.flush()
 
     def close(self) -> None:
-        self._file.close()
+        if self._owned:
+            self._file.close()
+        else:
+            self._file.flush()
 
 
 class WindowSink:
     """A window with keys: q or Esc quits, s saves a screenshot, space pauses and resumes.
 
-    With ``hold_stills`` (image sources) each picture stays up until a key is pressed.
+    The title names what is shown (the photo of a folder, the video, the stream). With ``hold_stills``
+    (image sources) each picture stays up until a key is pressed. With ``frame_interval_s`` a video
+    plays at its own frame rate rather than as fast as the CPU allows. ``stats`` draws the frame-rate
+    and face-count line onto the window only, so recordings and screenshots stay clean.
     """
 
-    def __init__(self, title: str, screenshots: ScreenshotSink, hold_stills: bool = False) -> None:
+    def __init__(self, title: str, screenshots: ScreenshotSink, hold_stills: bool = False,
+                 frame_interval_s: float | None = None, stats: Annotator | None = None) -> None:
         self.title = title
         self.quit_requested = False
         self._screenshots = screenshots
         self._paused = False
         self._hold_stills = hold_stills
+        self._frame_interval_s = frame_interval_s
+        self._stats = stats
+        self._rate = FrameRate()
+        self._clock: float | None = None
         self._shown_size: tuple[int, int] | None = None
+        self._shown_title: str | None = None
+        self._last: tuple[Frame, np.ndarray] | None = None
         try:
             cv2.namedWindow(title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
         except cv2.error as error:
@@ -146,17 +245,67 @@ class WindowSink:
             cv2.resizeWindow(self.title, int(width * scale), int(height * scale))
             self._shown_size = (width, height)
 
-    def consume(self, frame: Frame, faces: list[Face], annotated: np.ndarray) -> None:
+    def _show(self, frame: Frame, faces: list[Face], annotated: np.ndarray) -> None:
         self._fit_window(annotated.shape[1], annotated.shape[0])
-        cv2.imshow(self.title, annotated)
+        title = f"{self.title} - {frame.source or frame.source_name}"
+        if title != self._shown_title:
+            cv2.setWindowTitle(self.title, title)
+            self._shown_title = title
+        shown = annotated
+        if self._stats is not None:
+            shown = annotated.copy()
+            fps = None if self._hold_stills else self._rate.tick()
+            self._stats.draw_stats(shown, faces, fps)
+        cv2.imshow(self.title, shown)
+        self._last = (frame, annotated)
+
+    def consume(self, frame: Frame, faces: list[Face], annotated: np.ndarray) -> None:
+        self._show(frame, faces, annotated)
+        if self._hold_stills:
+            self._hold(frame, annotated)
+            return
+        self._handle_key(cv2.waitKey(self._wait_ms(frame)), frame, annotated)
+        while self._paused and not self.quit_requested:
+            self._handle_key(cv2.waitKey(50), frame, annotated)
+
+    def _wait_ms(self, frame: Frame) -> int:
+        """How long this frame stays up: until the next one is due at the video's own rate (1 ms flat out).
+
+        The schedule restarts after a pause, and after falling more than a quarter second behind, so a
+        stall is not followed by a burst of frames catching up."""
+        if self._frame_interval_s is None:
+            return 1
+        now = time.monotonic()
+        if self._clock is None or now - (self._clock + frame.timestamp_s) > 0.25:
+            self._clock = now - frame.timestamp_s
+        return max(1, round((self._clock + frame.timestamp_s + self._frame_interval_s - now) * 1000))
+
+    def _hold(self, frame: Frame, annotated: np.ndarray) -> None:
+        """Keep the picture up until a key other than s (screenshot) or space, or until its window is closed."""
         while not self.quit_requested:
-            key = cv2.waitKey(50 if self._paused else 0 if self._hold_stills else 1)
-            self._handle_key(key, frame, annotated)
-            if self._paused:
+            key = cv2.waitKey(100)
+            if key == -1:
+                if self._window_closed():
+                    return
                 continue
-            # A still stays up until a key other than s (screenshot) or space is pressed, or its window closes.
-            if not self._hold_stills or key == -1 or key & 0xFF not in (ord("s"), ord(" ")):
+            key &= 0xFF
+            if key in (ord("q"), 27):
+                self.quit_requested = True
+            elif key == ord("s"):
+                self._screenshots.save(frame, annotated)
+            elif key != ord(" "):
                 return
+
+    def hold_last(self) -> None:
+        """At the end of a video or stream, keep its last frame up until a key, as a photo is kept."""
+        if self._last is not None and not self._hold_stills:
+            self._hold(*self._last)
+
+    def _window_closed(self) -> bool:
+        try:
+            return cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1
+        except cv2.error:
+            return True
 
     def _handle_key(self, key: int, frame: Frame, annotated: np.ndarray) -> None:
         key &= 0xFF
@@ -166,34 +315,32 @@ class WindowSink:
             self._screenshots.save(frame, annotated)
         elif key == ord(" "):
             self._paused = not self._paused
+            self._clock = None
 
     def close(self) -> None:
         cv2.destroyWindow(self.title)
         cv2.waitKey(1)
 
 
-class ProgressLine:
-    """A one-line progress bar with frames/s on stderr, for headless runs over a file."""
+class ProgressSink:
+    """A progress bar on stderr (tqdm) for headless runs: frames done, of how many where known, and frames/s.
 
-    def __init__(self, total: int | None, stream=sys.stderr) -> None:
-        self.total = total
-        self._stream = stream
-        self._last_draw = 0.0
+    Messages logged meanwhile go through ``tqdm.write`` (see main.py), so they get lines of their own.
+    """
 
-    def update(self, done: int, fps: float) -> None:
-        now = time.monotonic()
-        if now - self._last_draw < 0.2:
-            return
-        self._last_draw = now
-        if self.total:
-            filled = int(30 * min(done / self.total, 1.0))
-            bar = f"[{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total}"
-        else:
-            bar = f"{done} frames"
-        self._stream.write(f"\r{bar}  {fps:.0f} frames/s")
-        self._stream.flush()
+    def __init__(self, total: int | None) -> None:
+        self._total = total
+        self._bar = None
 
-    def finish(self) -> None:
-        if self._last_draw:
-            self._stream.write("\n")
-            self._stream.flush()
+    def consume(self, frame: Frame, faces: list[Face], annotated: np.ndarray) -> None:
+        if self._bar is None:
+            # Made with the first frame: importing tqdm (mostly importlib.metadata) need not delay it.
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=self._total, unit="frame", file=sys.stderr, dynamic_ncols=True,
+                             mininterval=0.2)
+        self._bar.update(1)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()

@@ -8,18 +8,22 @@ how fast this machine happens to be.
 
 from __future__ import annotations
 
+import logging
 import stat
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import urlsplit, urlunsplit
 
 import cv2
 
 from model.errors import ExpressionDetectorError
 from model.images import IMAGE_SUFFIXES, is_image_path, read_image
+from realtime.native import quiet_native
 from realtime.types import Frame
+
+log = logging.getLogger(__name__)
 
 CAMERA_BACKENDS = {
     "any": cv2.CAP_ANY,
@@ -50,8 +54,9 @@ class VideoFileSource:
             raise SourceError(f"video file {path} does not exist")
         if path.stat().st_size == 0:
             raise SourceError(f"video file {path} is empty (0 bytes)")
-        self._capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-        ok, self._first = self._capture.read() if self._capture.isOpened() else (False, None)
+        with quiet_native():  # FFmpeg's "moov atom not found" and OpenCV's warnings, before our own sentence
+            self._capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+            ok, self._first = self._capture.read() if self._capture.isOpened() else (False, None)
         if not ok:
             self._capture.release()
             raise SourceError(
@@ -73,7 +78,7 @@ class VideoFileSource:
         image, index = self._first, 0
         while image is not None:
             self.frames_read = index + 1
-            yield Frame(image, index, index / self.fps, self.name)
+            yield Frame(image, index, index / self.fps, self.name, self.path.name)
             ok, image = self._capture.read()
             image = image if ok else None
             index += 1
@@ -110,9 +115,9 @@ class ImageSource:
             if image is None:
                 if len(self.paths) == 1:
                     raise SourceError(f"{path} is not an image OpenCV can decode")
-                print(f"warning: skipped unreadable image {path}", file=sys.stderr)
+                log.warning("skipped unreadable image %s", path)
                 continue
-            yield Frame(image, index, float(index), path.stem)
+            yield Frame(image, index, float(index), path.stem, path.name)
 
     def close(self) -> None:
         """Nothing stays open between images."""
@@ -131,11 +136,13 @@ class LiveSource:
 
     def __init__(self, device: int | str, backend: str = "any", stall_timeout_s: float = 5.0) -> None:
         self.name = f"camera{device}" if isinstance(device, int) else Path(str(device)).stem or "stream"
-        self._capture = cv2.VideoCapture(device, CAMERA_BACKENDS[backend])
-        ok, first = self._capture.read() if self._capture.isOpened() else (False, None)
+        self.label = f"camera{device}" if isinstance(device, int) else _without_credentials(device)
+        with quiet_native():  # OpenCV's V4L2 warnings and FFmpeg's "Camera index out of range" exception text
+            self._capture = _open_capture(device, CAMERA_BACKENDS[backend], stall_timeout_s)
+            ok, first = self._capture.read() if self._capture.isOpened() else (False, None)
         if not ok:
             self._capture.release()
-            raise SourceError(self._open_failure(device, backend))
+            raise SourceError(self._open_failure(device, backend, stall_timeout_s))
         fps = self._capture.get(cv2.CAP_PROP_FPS)
         self.fps = fps if 1.0 <= fps <= 240.0 else DEFAULT_FPS
         self.size = (first.shape[1], first.shape[0])
@@ -150,9 +157,10 @@ class LiveSource:
         self._thread.start()
 
     @staticmethod
-    def _open_failure(device: int | str, backend: str) -> str:
+    def _open_failure(device: int | str, backend: str, stall_timeout_s: float) -> str:
         if isinstance(device, str):
-            return f"stream {device} could not be opened or sent no frame"
+            return (f"stream {_without_credentials(device)} could not be opened or sent no frame within "
+                    f"{stall_timeout_s:g} s (--stall-timeout)")
         other = ", ".join(name for name in CAMERA_BACKENDS if name not in ("any", backend))
         return (f"camera {device} could not be opened (backend {backend}); check that it is connected and not "
                 f"used by another program, try another index with --source {device + 1}, or another capture "
@@ -181,7 +189,7 @@ class LiveSource:
                                          f"of the stream")
                     return
                 image, seen = self._newest, self._newest_serial
-            yield Frame(image, index, time.monotonic() - self._started, self.name)
+            yield Frame(image, index, time.monotonic() - self._started, self.name, self.label)
             index += 1
 
     def close(self) -> None:
@@ -189,6 +197,24 @@ class LiveSource:
         self._thread.join(timeout=1.0)
         if not self._thread.is_alive():
             self._capture.release()
+
+
+def _without_credentials(address: str) -> str:
+    """A stream address fit for logs and records: ``rtsp://user:secret@host/x`` becomes ``rtsp://host/x``."""
+    parts = urlsplit(address)
+    if "@" not in parts.netloc:
+        return address
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+def _open_capture(device: int | str, backend: int, timeout_s: float) -> cv2.VideoCapture:
+    """A capture whose connecting and reading give up after ``timeout_s``: FFmpeg would otherwise wait 30 s on a
+    stream that accepts the connection and sends nothing. Cameras keep their backend's own behaviour."""
+    if isinstance(device, int):
+        return cv2.VideoCapture(device, backend)
+    timeout_ms = int(timeout_s * 1000)
+    return cv2.VideoCapture(device, backend,
+                            [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms])
 
 
 def open_source(source: str, camera_backend: str = "any",

@@ -9,12 +9,17 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Frame:
-    """One picture from a source: its pixels (BGR), position in the stream and time in seconds."""
+    """One picture from a source: its pixels (BGR), position in the stream and time in seconds.
+
+    ``source_name`` is a short stem for file names (screenshots); ``source`` is what a record names:
+    the photo's file name (also inside a folder), the video's, the stream's address or the camera.
+    """
 
     image: np.ndarray
     index: int
     timestamp_s: float
     source_name: str
+    source: str = ""
 
 
 @dataclass(frozen=True)

@@ -196,7 +196,7 @@ def test_many_tiny_and_outlying_faces_in_one_frame_are_all_classified(media: Pat
     from realtime.detector import FaceDetector
     from realtime.pipeline import ExpressionPipeline
     from realtime.tracker import FaceTracker
-    from realtime.types import Detection
+    from realtime.types import Detection, Frame
 
     frame = cv2.imread(str(media / "two_people.jpg"))
     height, width = frame.shape[:2]
@@ -209,7 +209,7 @@ def test_many_tiny_and_outlying_faces_in_one_frame_are_all_classified(media: Pat
         pipeline = ExpressionPipeline(detector, classifier, FaceTracker(tuple(classifier.classes)), Annotator())
         batch = pipeline.preprocess(frame, detections)
         probs = classifier.predict(batch)
-        faces = pipeline.track(detections, probs, 0.0)
+        faces = pipeline.track(Frame(frame, 0, 0.0, "two_people"), detections, probs)
         annotated = pipeline.annotator.draw(frame, faces, None)
     assert batch.shape == (36, 48, 48, 1)
     assert probs.shape == (36, 2) and np.isfinite(probs).all()

@@ -108,3 +108,86 @@ def test_window_shows_the_annotated_frame_and_keys_work(display: str, media: Pat
     class_colours = np.array([CLASS_COLOURS["happy"], CLASS_COLOURS["sad"], UNCERTAIN_COLOUR], dtype=np.int16)
     label_pixels = (np.abs(shown[:, :, None, :].astype(np.int16) - class_colours).max(axis=3) < 8).any(axis=2)
     assert (label_pixels & changed).sum() > 200, "no box or label in a class (or not-sure) colour on screen"
+
+
+def _start(display: str, folder: Path, *args: str) -> subprocess.Popen:
+    """main.py in a window, run from ``folder`` (for what it leaves in the current folder)."""
+    return subprocess.Popen([sys.executable, str(REPO / "main.py"), *args], cwd=folder,
+                            env={**os.environ, "DISPLAY": display}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def _lines(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def _press(display: str, title: str, key: str) -> None:
+    window = _wait_for(lambda: _x(display, "xdotool", "search", "--name", title).split("\n")[0], 60)
+    assert window, f"no window titled {title!r}"
+    _x(display, "xdotool", "windowfocus", "--sync", window, "key", key)
+
+
+def _finish(process: subprocess.Popen) -> str:
+    try:
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr[-3000:]
+    return stderr
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_a_video_plays_at_its_own_rate_then_holds_its_last_frame(display: str, media: Path, tmp_path: Path,
+                                                                   fast: bool):
+    """Items 2 and 12: 30 frames at 10 fps take 3 s in the window (--fast: as fast as they are processed); the
+    last one stays up until a key; and a run that saved no screenshot leaves no screenshots/ folder."""
+    from tests.synth import write_video
+
+    capture = cv2.VideoCapture(str(media / "short_hamilton_clip.mp4"))
+    frames = [capture.read()[1] for _ in range(30)]
+    capture.release()
+    video = write_video(tmp_path / "ten_fps.mp4", frames, fps=10.0)
+    log = tmp_path / "log.jsonl"
+    process = _start(display, tmp_path, "--source", str(video), "--log", str(log), *(["--fast"] if fast else []))
+    try:
+        assert _wait_for(lambda: _lines(log) >= 1 or None, 90, interval=0.02), "no frame was processed"
+        first = time.monotonic()
+        assert _wait_for(lambda: _lines(log) == 30 or None, 60, interval=0.02)
+        played = time.monotonic() - first
+        assert played < 2.0 if fast else played > 2.5, played
+        time.sleep(1.0)
+        assert process.poll() is None, "the window closed by itself at the end"
+        _press(display, "Expressions - ten_fps.mp4", "x")
+    finally:
+        stderr = _finish(process)
+    assert "30 frames" in stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["log.jsonl", "ten_fps.mp4"]
+
+
+def test_quitting_mid_video_is_not_reported_as_a_short_file(display: str, media: Path, tmp_path: Path):
+    """Item 3: q after some frames ends the run quietly, without "the file is cut short or damaged"."""
+    log = tmp_path / "log.jsonl"
+    process = _start(display, tmp_path, "--source", str(media / "short_hamilton_clip.mp4"), "--log", str(log))
+    try:
+        assert _wait_for(lambda: _lines(log) >= 20 or None, 90, interval=0.05)
+        _press(display, "Expressions", "q")
+    finally:
+        stderr = _finish(process)
+    assert _lines(log) < 275
+    assert "ended after" not in stderr and "damaged" not in stderr
+
+
+def test_a_folder_window_is_titled_by_the_photo_shown(display: str, media: Path, tmp_path: Path):
+    """Item 8: the title names the photo on screen, not the folder."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("obama.jpg", "two_people.jpg"):
+        (photos / name).symlink_to(media / name)
+    process = _start(display, tmp_path, "--source", str(photos))
+    try:
+        _press(display, "Expressions - obama.jpg", "n")
+        _press(display, "Expressions - two_people.jpg", "n")
+    finally:
+        stderr = _finish(process)
+    assert "2 frames" in stderr
