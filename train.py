@@ -2,11 +2,13 @@
 
   python train.py                                   train happy/sad on ../shared/data/fer2013
   python train.py --classes happy sad neutral       another class set
+  python train.py --data DIR --init                 fine-tune the shipped model on DIR/<class>/ photos
   python train.py --resume runs/RUN                 continue an interrupted run
   python train.py evaluate --data DIR [--model PATH] [--detect] [--json]
 
-Training writes checkpoints, curves and a confusion matrix into its run folder and the exported
-model (.tflite for run time, .keras it came from, .json model card) into --export-dir.
+Training writes checkpoints, curves, a confusion matrix, a report and the exported model (.tflite
+for run time, .keras it came from, .json model card) into its run folder, and a copy of the model
+into --export-dir only when that is given.
 """
 
 from __future__ import annotations
@@ -20,35 +22,46 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-from model.card import ModelCard, card_path_for
-from model.cli_types import fraction, positive_float, positive_int
+from model.card import DEFAULT_MODEL, ModelCard, card_path_for
+from model.cli_types import fraction, non_negative_int, positive_float, positive_int
 from model.data import (
     DataError,
     FaceDataset,
+    check_class_folders,
+    class_folders,
     class_image_paths,
     find_layout,
     label_by_crowd_majority,
-    load_class_folders,
     relabel_by_votes,
     stratified_split,
+    warn,
 )
+from model.faces import CropCache, FaceReport, PhotoFaces, check_enough_faces, decide_faces, load_faces, warn_skipped
 from model.errors import ExpressionDetectorError
-from model.images import read_image
-from model.metrics import summarize
+from model.images import is_image_path, read_image
+from model.metrics import summarize, summarize_folders
 from model.preprocess import CropFraming, InputSpec, face_to_input
 from model.run_state import RunError, TrainConfig
 from model.votes import EXPRESSIONS, load_votes, votes_path
+from realtime.detector import DETECTOR_RANGES
 
 REPO = Path(__file__).resolve().parent
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "fer2013"
-DEFAULT_MODEL = REPO / "model" / "happy_sad.tflite"
+DEFAULT_CLASSES = ["happy", "sad", "neutral"]
+DEFAULT_INIT = REPO / "model" / "happy_sad_neutral.keras"
+FACE_CACHE = REPO / "runs" / "face_cache"
+SMALL_DATA = 8000  # fewer training faces than this get the schedule for small data
 
 
 class UsageError(ExpressionDetectorError):
     """A problem with what the user asked for, reported as one sentence."""
+
+
+FolderLoader = Callable[[Path, list[str]], FaceDataset]  # (root, class names) -> the faces of root/<class>/
 
 
 def _train_parser() -> argparse.ArgumentParser:
@@ -57,8 +70,24 @@ def _train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
                         help="DIR/train/<class> with DIR/val/<class> (or DIR/test/<class>), or DIR/<class> to split "
                              "(default: %(default)s)")
-    parser.add_argument("--classes", nargs="+", default=["happy", "sad", "neutral"],
-                        help="class folders, in output order (default: %(default)s)")
+    parser.add_argument("--classes", nargs="+", default=None,
+                        help="class folders, in output order (default: happy sad neutral where DIR has all three, "
+                             "as FER2013 does; otherwise every class folder in DIR)")
+    parser.add_argument("--faces", choices=["auto", "crops", "photos"], default="auto",
+                        help="crops: each image is a face; photos: the live face detector finds the face in each "
+                             "image and cuts it as at run time; auto measures a sample (default: %(default)s)")
+    parser.add_argument("--detector", choices=DETECTOR_RANGES, default="auto",
+                        help="face-detector range for photos, as at run time: auto runs the short- and full-range "
+                             "models on stills and merges their faces (default: %(default)s)")
+    parser.add_argument("--face-cache", type=Path, default=FACE_CACHE,
+                        help="where the faces found in photos are kept, so later runs need not detect again "
+                             "(default: %(default)s)")
+    parser.add_argument("--init", type=Path, nargs="?", const=DEFAULT_INIT, default=None, metavar="MODEL",
+                        help="fine-tune a trained .keras model (given alone: %(const)s) instead of training from "
+                             "random weights; new class names get a new output layer")
+    parser.add_argument("--head-epochs", type=non_negative_int, default=None,
+                        help="with --init: epochs that train the output layer alone before the whole network "
+                             "(default: 3)")
     parser.add_argument("--aux-classes", nargs="*", default=None,
                         help="extra classes trained as additional outputs but not exported; more faces to learn "
                              "from (default with crowd votes: every other FER+ expression; with folder labels: "
@@ -67,18 +96,24 @@ def _train_parser() -> argparse.ArgumentParser:
                         help="training targets: the crowd's vote distribution per face (votes), its majority, or "
                              "the folder a face is in; auto means votes when DIR has ferplus_votes.csv "
                              "(default: %(default)s)")
-    parser.add_argument("--epochs", type=positive_int, default=60)
-    parser.add_argument("--batch-size", type=positive_int, default=128)
-    parser.add_argument("--learning-rate", type=positive_float, default=0.05, help="peak of the warm-up + cosine schedule")
-    parser.add_argument("--patience", type=positive_int, default=20, help="stop after this many epochs without a better val")
+    parser.add_argument("--epochs", type=positive_int, default=None, help="most epochs (default: 60; 30 with --init)")
+    parser.add_argument("--batch-size", type=positive_int, default=None,
+                        help=f"default: 128; 32 under {SMALL_DATA} training faces")
+    parser.add_argument("--learning-rate", type=positive_float, default=None,
+                        help="peak of the warm-up + cosine schedule (default: 0.05); with --init, the rate the whole "
+                             "network starts at after the output layer's epochs (default: 0.005)")
+    parser.add_argument("--patience", type=positive_int, default=None,
+                        help="stop after this many epochs without a better val (default: 20; 15 under "
+                             f"{SMALL_DATA} training faces; 8 with --init)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--val-fraction", type=fraction, default=0.15, help="held out when DIR has no val split")
     parser.add_argument("--limit-per-class", type=positive_int, default=None,
                         help="use at most this many training images per class (quick experiments)")
     parser.add_argument("--run-dir", type=Path, default=None, help="where checkpoints go (default runs/<time>-<classes>)")
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR where it stopped")
-    parser.add_argument("--export-dir", type=Path, default=REPO / "model",
-                        help="where the trained model and its card are written (default: %(default)s)")
+    parser.add_argument("--export-dir", type=Path, default=None,
+                        help="also write the model (.tflite, .keras and .json card) here; model/ replaces the shipped "
+                             "model of the same classes (default: only the run folder)")
     return parser
 
 
@@ -86,7 +121,9 @@ def _evaluate_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="train.py evaluate",
         description="Evaluate an exported model as the live pipeline runs it, on DIR/<class>/<images>.")
-    parser.add_argument("--data", type=Path, required=True, help="DIR/<class>/<images>; other folders are ignored")
+    parser.add_argument("--data", type=Path, required=True,
+                        help="DIR/<folder>/<images>: folders named after model classes are scored, and every "
+                             "folder gets its share of faces drawn as each class (by_folder)")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="a .tflite with its .json card beside it")
     parser.add_argument("--detect", action="store_true",
                         help="images are photos: find faces with the live detector and classify the largest")
@@ -120,18 +157,30 @@ def _label_source(data: Path, asked: str) -> str:
     return asked
 
 
-def _load_by_folder(config, layout, val_fraction: float) -> tuple[FaceDataset, FaceDataset]:
-    train_set = load_class_folders(layout.train_dir, config.classes + config.aux_classes, config.input)
+def _default_classes(data: Path) -> list[str]:
+    """happy sad neutral where the data has all three (FER2013); otherwise the class folders the data holds."""
+    found = class_folders(data)
+    if not data.is_dir() or all(name in found for name in DEFAULT_CLASSES):
+        return list(DEFAULT_CLASSES)
+    if len(found) < 2:
+        what = f"only one class folder with images ({found[0]})" if found else "no class folder with images"
+        raise UsageError(f"{data} has {what}; training needs two or more, DIR/<class>/<images>, one folder per class")
+    print(f"classes: {', '.join(found)} (the class folders in {data}; --classes picks and orders them)", flush=True)
+    return found
+
+
+def _load_by_folder(config, layout, val_fraction: float, load: FolderLoader) -> tuple[FaceDataset, FaceDataset]:
+    train_set = load(layout.train_dir, config.classes + config.aux_classes)
     if layout.val_dir is None:
         train_set, val_set = stratified_split(train_set, val_fraction, config.seed)
         val_set = val_set.subset(np.flatnonzero(val_set.labels < len(config.classes)))
         val_set.classes = tuple(config.classes)
     else:
-        val_set = load_class_folders(layout.val_dir, config.classes, config.input)
+        val_set = load(layout.val_dir, config.classes)
     return train_set, val_set
 
 
-def _load_by_votes(config, layout, val_fraction: float) -> tuple[FaceDataset, FaceDataset]:
+def _load_by_votes(config, layout, val_fraction: float, load: FolderLoader) -> tuple[FaceDataset, FaceDataset]:
     """Every expression folder for training, targets from the crowd; validation by crowd majority.
 
     Validation faces' votes only select the epoch and fit the temperature: they are never trained on.
@@ -140,27 +189,89 @@ def _load_by_votes(config, layout, val_fraction: float) -> tuple[FaceDataset, Fa
     votes = load_votes(data_root)
     outputs = config.classes + config.aux_classes
     folders = [name for name in outputs if (layout.train_dir / name).is_dir()]
-    train_set = load_class_folders(layout.train_dir, folders, config.input)
+    train_set = load(layout.train_dir, folders)
     if layout.val_dir is None:
         train_set, val_set = stratified_split(train_set, val_fraction, config.seed)
     else:
-        val_set = load_class_folders(
-            layout.val_dir, [name for name in outputs if (layout.val_dir / name).is_dir()], config.input)
+        val_set = load(layout.val_dir, [name for name in outputs if (layout.val_dir / name).is_dir()])
     train_set = relabel_by_votes(train_set, outputs, votes, data_root, soft=config.labels == "votes")
     return train_set, label_by_crowd_majority(val_set, config.classes, votes, data_root)
 
 
-def _load_training_data(config, val_fraction: float) -> tuple[FaceDataset, FaceDataset]:
-    """Training faces of the classes and auxiliary classes; validation faces of the exported classes only."""
+def _photo_faces(config, layout) -> PhotoFaces | None:
+    """Crops or photos, measured on a sample unless --faces said; for photos, the live detector behind a cache."""
+    if config.faces == "auto":
+        decision = decide_faces([path for path, _ in class_image_paths(layout.train_dir, config.classes)],
+                                config.detector)
+        print(decision.describe(), flush=True)
+        if decision.mixed:
+            warn(f"mixed face crops and photos: {decision.crop_like} of {decision.measured} sampled images look like "
+                 f"crops, the others like photos; treating every image as {decision.mode} "
+                 f"(--faces crops|photos to choose)")
+        config.faces = decision.mode
+    else:
+        print(f"faces: {config.faces} (as this run was set)", flush=True)
+    if config.faces == "crops":
+        return None
+    framing = CropFraming()
+    print(f"finding faces with the live detector ({config.detector} range) and crop framing; crops cached in "
+          f"{config.face_cache}", flush=True)
+    return PhotoFaces(CropCache(Path(config.face_cache), framing, config.detector), framing, config.detector)
+
+
+def _load_training_data(config, val_fraction: float, report: FaceReport) -> tuple[FaceDataset, FaceDataset]:
+    """Training faces of the classes and auxiliary classes; validation faces of the exported classes only.
+
+    ``report`` collects what became of every image: found, used, or skipped and why.
+    """
     layout = find_layout(Path(config.data), config.classes)
     print(f"data layout: {layout.description}; labels: {config.labels}", flush=True)
+    for folder in (layout.train_dir, layout.val_dir):
+        if folder is not None:
+            check_class_folders(folder, config.classes)
+    photos = _photo_faces(config, layout)
+    report.mode = config.faces
     loader = _load_by_folder if config.labels == "folders" else _load_by_votes
-    train_set, val_set = loader(config, layout, val_fraction)
+    try:
+        train_set, val_set = loader(config, layout, val_fraction,
+                                    lambda root, names: load_faces(root, names, config.input, photos, report))
+    finally:
+        if photos is not None:
+            photos.close()
+    check_enough_faces(report, config.classes, Path(config.data))
     if config.limit_per_class:
         train_set = _limit_per_class(train_set, config.limit_per_class, config.seed)
     print(f"training on {len(train_set)} images {train_set.class_counts()}, "
           f"validating on {len(val_set)} {val_set.class_counts()}", flush=True)
     return train_set, val_set
+
+
+def _choose_schedule(config, n_train: int, args: argparse.Namespace) -> None:
+    """Fill in what the command line left open, from the data size and whether the run fine-tunes, and say so.
+
+    FER2013-sized data keeps the schedule the shipped models were trained with. A few hundred faces
+    get batches of 32 (enough steps an epoch to learn from) and, when fine-tuning, a short run: the
+    output layer alone first, then the whole network at a tenth of the rate, stopped early on the
+    held-out faces.
+    """
+    fine_tune, small = config.init is not None, n_train < SMALL_DATA
+    config.batch_size = args.batch_size or (min(32, 2 ** int(np.log2(max(n_train // 4, 1)))) if small else 128)
+    config.epochs = args.epochs or (30 if fine_tune else 60)
+    config.patience = args.patience or (8 if fine_tune else 15 if small else 20)
+    config.learning_rate = args.learning_rate or (0.005 if fine_tune else 0.05)
+    if args.head_epochs is not None:
+        config.head_epochs = min(args.head_epochs, config.epochs)
+    else:
+        config.head_epochs = min(3, config.epochs - 1) if fine_tune else 0
+    kind = (f"{'small dataset, ' if small else ''}{n_train} training faces, "
+            f"{'fine-tuning' if fine_tune else 'from scratch'}")
+    print(f"schedule ({kind}): batch {config.batch_size}, up to {config.epochs} epochs, early stop after "
+          f"{config.patience} without a better held-out accuracy, learning rate {config.learning_rate:g}"
+          f"{f' after {config.head_epochs} epoch(s) of the output layer alone' if config.head_epochs else ''} "
+          f"(options on the command line win)", flush=True)
+    if small and not fine_tune:
+        print(f"note: {n_train} faces are few to learn faces from scratch; --init fine-tunes the shipped model "
+              f"({os.path.relpath(DEFAULT_INIT, REPO)}) instead", flush=True)
 
 
 def _git_commit() -> str:
@@ -173,11 +284,42 @@ def _git_commit() -> str:
     return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
-def _export(config, state, train_counts: dict, val_set: FaceDataset, run_dir: Path, export_dir: Path) -> Path:
-    """Calibrate on val, export to TFLite, measure the exported model as the live pipeline runs it."""
+def _training_data_card(config, train_counts: dict, val_set: FaceDataset, report: FaceReport) -> dict:
+    """What the card says the model learned from: the data, how its faces were found, what training started from."""
+    data = {"source": os.path.relpath(config.data, REPO), "classes": list(config.classes),
+            "aux_classes": list(config.aux_classes), "labels": config.labels, "train_images": train_counts,
+            "val_images": val_set.class_counts(), "limit_per_class": config.limit_per_class, **report.summary()}
+    if config.faces == "photos":
+        framing = CropFraming()
+        data["face_finding"] = {"detector": config.detector, "crop_scale": framing.scale, "crop_shift": framing.shift_y}
+    if config.init:
+        data["init"] = {"model": os.path.relpath(config.init, REPO), "head_epochs": config.head_epochs,
+                        "frozen": "every layer but the output layer for head_epochs epochs; batch-norm layers "
+                                  "throughout", "input": "kept from the initial model"}
+    return data
+
+
+def _save_weights_only(network, path: Path) -> None:
+    """The exported .keras holds the weights alone, every layer trainable: best.keras's optimizer only serves
+    resuming, and its frozen layers only the fine-tuning run."""
+    import keras
+
+    clean = keras.models.clone_model(network)
+    for source, target in zip(network.layers, clean.layers):
+        target.trainable = True
+        target.set_weights(source.get_weights())
+    clean.save(path)
+
+
+def _export(config, state, train_counts: dict, val_set: FaceDataset, run_dir: Path, export_dir: Path | None,
+            report: FaceReport) -> tuple[Path, dict]:
+    """Calibrate on val, export to TFLite in the run folder, measure the exported model as the live pipeline runs it.
+
+    Only an explicit ``export_dir`` receives a copy: a run never replaces the shipped model by default.
+    """
     from model.export import export_tflite, predict_logits
     from model.metrics import fit_temperature
-    from model.network import build_network, count_flops
+    from model.network import count_flops
     from model.plots import plot_confusion, plot_curves
     from model.training import load_checkpoint
     from realtime.classifier import ExpressionClassifier
@@ -195,9 +337,7 @@ def _export(config, state, train_counts: dict, val_set: FaceDataset, run_dir: Pa
         temperature=round(temperature, 4),
         parameters=int(network.count_params()),
         flops_per_face=2 * count_flops(network),
-        training_data={"source": os.path.relpath(config.data, REPO), "classes": list(config.classes),
-                       "aux_classes": list(config.aux_classes), "labels": config.labels, "train_images": train_counts,
-                       "val_images": val_set.class_counts(), "limit_per_class": config.limit_per_class},
+        training_data=_training_data_card(config, train_counts, val_set, report),
         training_command=config.command,
         commit=_git_commit(),
         notes="Probabilities come from the mean of the logits of the face and its mirror image, divided by "
@@ -217,18 +357,91 @@ def _export(config, state, train_counts: dict, val_set: FaceDataset, run_dir: Pa
     plot_curves(state.history, run_dir / "curves.png")
     plot_confusion(np.array(metrics["confusion"]), list(config.classes), run_dir / "confusion.png",
                    f"validation, accuracy {metrics['accuracy']:.3f}")
-    # The shipped .keras holds the weights alone: the optimizer state in best.keras only serves resuming.
-    weights_only = build_network(network.output_shape[-1], config.input)
-    weights_only.set_weights(network.get_weights())
-    weights_only.save(run_dir / f"{name}.keras")
+    _save_weights_only(network, run_dir / f"{name}.keras")
+    if export_dir is None:
+        return tflite_path, metrics
     export_dir.mkdir(parents=True, exist_ok=True)
     for suffix in (".tflite", ".keras", ".json"):
         shutil.copyfile(run_dir / f"{name}{suffix}", export_dir / f"{name}{suffix}")
-    print(json.dumps({k: metrics.get(k) for k in ("accuracy", "roc_auc", "ece", "keras_tflite_agreement")}))
-    return export_dir / f"{name}.tflite"
+    return export_dir / f"{name}.tflite", metrics
+
+
+def _shown(path: Path) -> str:
+    """A path as the user would type it from here: relative to the working folder when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 59.5 else f"{int(seconds // 60)} min {seconds % 60:.0f} s"
+
+
+def _report(report: FaceReport, metrics: dict, sizes: tuple[int, int], run_dir: Path, model_path: Path,
+            seconds: dict[str, float]) -> None:
+    """The end of every run: what became of the images, how the model does on the held-out faces, how long it took.
+
+    The same figures go to ``report.json`` in the run folder, for scripts.
+    """
+    classes = metrics["classes"]
+    skipped = {reason: len(paths) for reason, paths in report.skipped().items()}
+    lines = [
+        f"images found: {', '.join(f'{name} {report.found.get(name, 0)}' for name in classes)} ({report.mode})",
+        f"faces used: {', '.join(f'{name} {report.used.get(name, 0)}' for name in classes)}; "
+        f"{sizes[0]} for training, {sizes[1]} held out",
+        f"skipped: {', '.join(f'{count} {reason}' for reason, count in skipped.items())}"
+        + (f" (listed in {_shown(run_dir / 'skipped.txt')})" if sum(skipped.values()) else ""),
+        f"held-out accuracy {metrics['accuracy']:.4f}, balanced accuracy {metrics['balanced_accuracy']:.4f}"
+        + (f", ROC AUC {metrics['roc_auc']:.4f}" if metrics.get("roc_auc") is not None else "")
+        + f", on {metrics['n']} faces (they chose the epoch and the temperature: a validation figure)",
+        "confusion (rows true, columns predicted): " + "; ".join(
+            f"{name} " + " / ".join(str(v) for v in row) for name, row in zip(classes, metrics["confusion"])),
+        f"curves: {_shown(run_dir / 'curves.png')}; confusion matrix: {_shown(run_dir / 'confusion.png')}",
+        f"time: {_minutes(seconds['total'])} (finding and loading the faces {_minutes(seconds['faces'])}, training "
+        f"{_minutes(seconds['training'])}, export {_minutes(seconds['export'])})",
+        f"model: {_shown(model_path)} with its card {_shown(card_path_for(model_path))}",
+        f"use it: python main.py --model {_shown(model_path)}",
+    ]
+    print("\n".join(["report:", *(f"  {line}" for line in lines)]), flush=True)
+    summary = {"model": str(model_path), "images_found": report.found, "faces_used": report.used,
+               "train_faces": sizes[0], "held_out_faces": sizes[1], "skipped": skipped,
+               "held_out": {k: metrics.get(k) for k in ("accuracy", "balanced_accuracy", "roc_auc", "ece", "n",
+                                                          "confusion", "classes", "best_epoch", "epochs_run")},
+               "seconds": {k: round(v, 1) for k, v in seconds.items()}}
+    (run_dir / "report.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def _init_path(asked: Path) -> Path:
+    """--init takes the .keras a model was exported with; a .tflite names the .keras beside it."""
+    return asked.with_suffix(".keras") if asked.suffix == ".tflite" else asked
+
+
+def _new_config(args: argparse.Namespace, argv: list[str]) -> TrainConfig:
+    """The run's configuration from the command line; a fine-tuning run takes its input spec from its model."""
+    classes = args.classes or _default_classes(args.data)
+    labels = _label_source(args.data, args.labels)
+    aux_classes = _default_aux_classes(args.data, classes, labels) if args.aux_classes is None else args.aux_classes
+    spec = InputSpec(equalize=True)
+    init = _init_path(args.init) if args.init else None
+    if init is not None:
+        from model.training import load_init_model
+
+        spec = load_init_model(init).spec
+        print(f"fine-tuning {_shown(init)}; its input is kept: {spec.size}x{spec.size}, {spec.channels} channel(s), "
+              f"x * {spec.scale:.6g} + {spec.offset:g}, equalize {spec.equalize}", flush=True)
+    elif args.head_epochs is not None:
+        raise UsageError("--head-epochs needs --init: a network trained from scratch has no trained layers to freeze")
+    return TrainConfig(
+        classes=classes, aux_classes=aux_classes, data=str(args.data), seed=args.seed,
+        limit_per_class=args.limit_per_class, labels=labels, faces=args.faces, detector=args.detector,
+        face_cache=str(args.face_cache), init=None if init is None else str(init), input=spec,
+        command=shlex.join(["python", "train.py", *argv]))
 
 
 def train_main(argv: list[str]) -> int:
+    started = time.monotonic()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = _train_parser().parse_args(argv)
     if args.resume:
         run_dir = args.resume
@@ -236,75 +449,87 @@ def train_main(argv: list[str]) -> int:
             raise UsageError(f"{run_dir} is not a training run folder (no config.json in it)")
         config = TrainConfig.load(run_dir / "config.json")
     else:
-        labels = _label_source(args.data, args.labels)
-        aux_classes = (_default_aux_classes(args.data, args.classes, labels) if args.aux_classes is None
-                       else args.aux_classes)
-        config = TrainConfig(
-            classes=args.classes, aux_classes=aux_classes, data=str(args.data), epochs=args.epochs, batch_size=args.batch_size,
-            learning_rate=args.learning_rate, patience=args.patience, seed=args.seed,
-            limit_per_class=args.limit_per_class, labels=labels, input=InputSpec(equalize=True),
-            command=shlex.join(["python", "train.py", *argv]))
+        config = _new_config(args, argv)
         run_dir = args.run_dir or REPO / "runs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{'_'.join(config.classes)}"
     if len(set(config.classes)) < 2:
         raise UsageError("--classes needs at least two different class names")
     if set(config.classes) & set(config.aux_classes):
         raise UsageError("a class cannot be in both --classes and --aux-classes")
-    train_set, val_set = _load_training_data(config, args.val_fraction)
+    report = FaceReport()
+    reading = time.monotonic()
+    train_set, val_set = _load_training_data(config, args.val_fraction, report)
+    warn_skipped(report, run_dir / "skipped.txt")
+    loaded = time.monotonic()
+    if not args.resume:
+        _choose_schedule(config, len(train_set), args)
     print(f"run folder: {run_dir}", flush=True)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from model.training import train
 
     state = train(config, train_set, val_set, run_dir)
     if state.best_epoch < 0:
         raise UsageError(f"{run_dir} finished without a trained epoch")
-    model_path = _export(config, state, train_set.class_counts(), val_set, run_dir, args.export_dir)
-    print(f"best epoch {state.best_epoch} of {state.epochs_done}; model written to {model_path} "
-          f"(card {card_path_for(model_path)}); curves and confusion matrix in {run_dir}")
+    trained = time.monotonic()
+    model_path, metrics = _export(config, state, train_set.class_counts(), val_set, run_dir, args.export_dir, report)
+    finished = time.monotonic()
+    print(f"best epoch {state.best_epoch} of {state.epochs_done}", flush=True)
+    _report(report, metrics, (len(train_set), len(val_set)), run_dir, model_path,
+            {"total": finished - started, "faces": loaded - reading, "training": trained - loaded,
+             "export": finished - trained})
     return 0
 
 
-def _evaluation_inputs(data_dir: Path, classes: list[str], spec: InputSpec, detect: bool, detector_range: str,
+def _evaluation_inputs(data_dir: Path, folders: list[str], spec: InputSpec, detect: bool, detector_range: str,
                        framing: CropFraming):
-    """Preprocessed faces, their labels and the count of photos without a face."""
-    pairs = class_image_paths(data_dir, classes)
-    if not pairs:
-        raise UsageError(f"{data_dir} has no images in folders named after the model's classes ({', '.join(classes)})")
-    faces, labels, no_face = [], [], 0
+    """Preprocessed faces, their folder indices, and per folder the count of photos without a face.
+
+    With ``detect`` each image is a photo: the live detector finds its faces and the largest is
+    classified, cut out exactly as the live pipeline cuts faces.
+    """
+    faces, folder_indices, no_face = [], [], [0] * len(folders)
     detector = None
     if detect:
         from realtime.detector import FaceDetector, crop_face, largest_face
 
         detector = FaceDetector(model_range=detector_range, still_images=True)
-    for path, label in pairs:
-        image = read_image(path)
-        if image is None:
-            print(f"warning: skipped unreadable image {path}", file=sys.stderr)
-            continue
-        if detector is not None:
-            face = largest_face(detector.detect(image))
-            if face is None:
-                no_face += 1
+    try:
+        for path, index in class_image_paths(data_dir, folders):
+            image = read_image(path)
+            if image is None:
+                print(f"warning: skipped unreadable image {path}", file=sys.stderr)
                 continue
-            image = crop_face(image, face, framing)
-        faces.append(face_to_input(image, spec))
-        labels.append(label)
-    if detector is not None:
-        detector.close()
+            if detector is not None:
+                face = largest_face(detector.detect(image))
+                if face is None:
+                    no_face[index] += 1
+                    continue
+                image = crop_face(image, face, framing)
+            faces.append(face_to_input(image, spec))
+            folder_indices.append(index)
+    finally:
+        if detector is not None:
+            detector.close()
     batch = np.stack(faces) if faces else np.zeros((0, spec.size, spec.size, spec.channels), np.float32)
-    return batch, np.asarray(labels, dtype=np.int64), no_face
+    return batch, np.asarray(folder_indices, dtype=np.int64), no_face
 
 
 def _print_table(metrics: dict) -> None:
-    print(f"images: {metrics['n']} (no face found: {metrics['n_no_face']})")
-    for key in ("accuracy", "accuracy_on_detected", "balanced_accuracy", "roc_auc", "ece"):
+    print(f"images: {metrics['n']} in the model's classes (no face found: {metrics['n_no_face']})")
+    for key in ("accuracy", "accuracy_on_detected", "balanced_accuracy", "roc_auc", "ece", "share_other"):
         if metrics.get(key) is not None:
             print(f"{key:>22}: {metrics[key]:.4f}")
     classes = metrics["classes"]
-    width = max(len(c) for c in classes) + 2
-    print("confusion (rows true, columns predicted):")
-    print(" " * width + "".join(f"{c:>{width}}" for c in classes))
-    for name, row in zip(classes, metrics["confusion"]):
-        print(f"{name:>{width}}" + "".join(f"{v:>{width}}" for v in row))
+    if classes:
+        width = max(len(c) for c in classes) + 2
+        print("confusion (rows true, columns predicted):")
+        print(" " * width + "".join(f"{c:>{width}}" for c in classes))
+        for name, row in zip(classes, metrics["confusion"]):
+            print(f"{name:>{width}}" + "".join(f"{v:>{width}}" for v in row))
+    columns = list(next(iter(metrics["by_folder"].values())))
+    width = max(len(c) for c in [*columns, *metrics["by_folder"]]) + 2
+    print(f"drawn as (share of each folder's images; uncertain: below min_confidence {metrics['min_confidence']}):")
+    print(" " * width + "".join(f"{c:>{width}}" for c in columns))
+    for folder, shares in metrics["by_folder"].items():
+        print(f"{folder:>{width}}" + "".join(f"{shares[c]:>{width}.3f}" for c in columns))
 
 
 def evaluate_main(argv: list[str]) -> int:
@@ -314,10 +539,15 @@ def evaluate_main(argv: list[str]) -> int:
     if not args.data.is_dir():
         raise UsageError(f"data folder {args.data} does not exist")
     classifier = ExpressionClassifier(args.model)
-    faces, labels, no_face = _evaluation_inputs(
-        args.data, classifier.classes, classifier.input_spec, args.detect, args.detector,
+    folders = class_folders(args.data)
+    if not folders:
+        raise UsageError(f"{args.data} has no folders of images; expected {args.data}/<class>/<images>")
+    faces, folder_indices, no_face = _evaluation_inputs(
+        args.data, folders, classifier.input_spec, args.detect, args.detector,
         CropFraming(args.crop_scale, args.crop_shift))
-    metrics = summarize(labels, classifier.predict(faces), classifier.classes, no_face)
+    probs = classifier.predict(faces)
+    metrics = summarize_folders(folder_indices, probs, folders, classifier.classes, no_face,
+                                classifier.card.min_confidence, with_no_face=args.detect)
     if args.json:
         print(json.dumps(metrics))
     else:

@@ -14,6 +14,10 @@ from model.errors import ExpressionDetectorError
 from model.preprocess import InputSpec
 
 
+# The model a user gets without --model: happy / sad / neutral, trained on the FER+ crowd votes.
+DEFAULT_MODEL = Path(__file__).resolve().parent / "happy_sad_neutral.tflite"
+
+
 class CardError(ExpressionDetectorError):
     """A model card that is missing or does not describe a usable model."""
 

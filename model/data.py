@@ -120,8 +120,10 @@ def find_layout(data_dir: Path, classes: Sequence[str]) -> DataLayout:
         return DataLayout(f"{train_dir}/<class>, split for validation", train_dir, None)
     if has_classes(data_dir):
         return DataLayout(f"{data_dir}/<class>, split for validation", data_dir, None)
+    found = class_folders(data_dir)
     raise DataError(
-        f"{data_dir} has neither train/<class> folders nor <class> folders for {', '.join(classes)}"
+        f"{data_dir} has neither train/<class> folders nor <class> folders for {', '.join(classes)} "
+        f"(its class folders: {', '.join(found) if found else 'none'}; --classes names the folders to train on)"
     )
 
 
@@ -196,3 +198,23 @@ def label_by_crowd_majority(
     kept.classes = classes
     kept.targets = None
     return kept
+
+
+def class_folders(data_dir: Path) -> list[str]:
+    """The class folders a dataset holds: the sub-folders of ``DIR/train`` (or of ``DIR``) with an image in them."""
+    root = data_dir / "train" if (data_dir / "train").is_dir() else data_dir
+    if not root.is_dir():
+        return []
+    return sorted(folder.name for folder in root.iterdir()
+                  if folder.is_dir() and any(is_image_path(path) for path in folder.iterdir()))
+
+
+def check_class_folders(root: Path, classes: Sequence[str]) -> None:
+    """Refuse a class folder without a single image file before any slow loading, saying what it does hold."""
+    for name in classes:
+        folder = root / name
+        files = [path for path in sorted(folder.iterdir()) if path.is_file()] if folder.is_dir() else []
+        if not any(is_image_path(path) for path in files):
+            held = f"only {len(files)} other file(s), such as {files[0].name}" if files else "nothing"
+            raise DataError(f"class folder {folder} has no images ({held}); image files end in .jpg, .png, "
+                            f".bmp, .webp or .tif")

@@ -30,6 +30,12 @@ class TrainConfig:
     seed: int = 1
     limit_per_class: int | None = None
     labels: str = "folders"  # "votes" (crowd distributions), "majority" (crowd majority) or "folders"
+    faces: str = "crops"  # "crops": each image is a face; "photos": the live detector finds the face in each
+    detector: str = "auto"  # face-detector range for photos (realtime.detector.DETECTOR_RANGES)
+    face_cache: str | None = None  # where photos' face crops are cached
+    init: str | None = None  # the .keras model training starts from; None: random weights
+    head_epochs: int = 0  # first epochs that train the output layer alone, every other layer frozen
+    head_learning_rate: float = 0.05
     input: InputSpec = field(default_factory=InputSpec)
     command: str = ""
 
