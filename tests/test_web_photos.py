@@ -1,0 +1,89 @@
+"""The web page's photo path without a browser: uploads refused in one sentence, huge photos scaled, answers as
+the Python API gives them (real model, real MediaPipe)."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from realtime.web.photos import SHOWN_MAX_SIDE, PhotoRefused, analyze_photo, decode_photo, face_rows, fit_for_page
+from realtime.web.service import WebService
+
+
+@pytest.fixture(scope="module")
+def service() -> Iterator[WebService]:
+    opened = WebService()
+    yield opened
+    opened.close()
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` x ``height`` pixels, with almost no data: a decompression bomb's shape."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def _gif() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, "GIF")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"", "a.jpg is empty (0 bytes)"),
+    (b"%PDF-1.7 not a photo", "a.jpg is not a JPEG, PNG or WebP image"),
+    (_gif(), "a.jpg is a GIF image; the page reads JPEG, PNG and WebP"),
+    (_png_claiming(15000, 10000), "a.jpg is 15000x10000 pixels, more than the 120 megapixels the page reads"),
+    (_png_claiming(100000, 100000), "a.jpg has more than the 120 megapixels the page reads"),
+], ids=["empty", "not an image", "gif", "too many pixels", "decompression bomb"])
+def test_uploads_the_page_cannot_read_are_refused_in_one_sentence(data: bytes, message: str):
+    with pytest.raises(PhotoRefused, match=message.replace("(", r"\(").replace(")", r"\)")):
+        decode_photo("a.jpg", data)
+
+
+def test_a_truncated_photo_is_named_as_damaged(media: Path):
+    data = (media / "obama.jpg").read_bytes()
+    with pytest.raises(PhotoRefused, match="obama.jpg is a damaged or cut-short JPEG file"):
+        decode_photo("obama.jpg", data[: len(data) * 2 // 3])
+
+
+def test_photos_are_read_as_the_desktop_tool_reads_them(media: Path):
+    data = (media / "two_people.jpg").read_bytes()
+    assert np.array_equal(decode_photo("two_people.jpg", data), cv2.imread(str(media / "two_people.jpg")))
+
+
+def test_only_photos_larger_than_the_page_shows_are_scaled():
+    small = np.zeros((300, 400, 3), np.uint8)
+    assert fit_for_page(small) is small
+    assert fit_for_page(np.zeros((10000, 5000, 3), np.uint8)).shape == (SHOWN_MAX_SIDE, SHOWN_MAX_SIDE // 2, 3)
+
+
+def test_an_answer_matches_the_python_api_and_the_log_format(service: WebService, media: Path):
+    result = analyze_photo(service, "two_people.jpg", (media / "two_people.jpg").read_bytes())
+    photo = cv2.imread(str(media / "two_people.jpg"))
+    faces = sorted(service.detector.detect(photo), key=lambda face: face.box[0])
+    assert [face.probs for face in result.faces] == [face.probs for face in faces]
+    assert result.summary == "2 faces found, numbered from left to right."
+    assert result.scale_note is None
+    assert result.record["source"] == "two_people.jpg"
+    assert [face["box"] for face in result.record["faces"]] == [list(face.box) for face in faces]
+    assert cv2.imdecode(np.frombuffer(result.annotated_jpeg, np.uint8), cv2.IMREAD_COLOR).shape == photo.shape
+    rows = face_rows(result.faces, result.classes)
+    assert [row["confidence"] for row in rows] == [f"{face.confidence:.0%}" for face in faces]
+    assert set(rows[0]) == {"face", "label", "confidence", *service.classes}
+
+
+def test_a_photo_without_a_face_says_so(service: WebService):
+    blank = cv2.imencode(".png", np.full((240, 320, 3), 128, np.uint8))[1].tobytes()
+    result = analyze_photo(service, "wall.png", blank)
+    assert result.faces == [] and result.summary == "No face found in this photo."
