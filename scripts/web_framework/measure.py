@@ -1,6 +1,6 @@
 """Start-up, memory and live-camera frame rate of a web front end, as issue 14 compares them.
 
-    python docs/notes/issue14/measure.py streamlit|gradio CLIP.y4m PHOTO [SECONDS]
+    python scripts/web_framework/measure.py streamlit|gradio CLIP.y4m PHOTO [SECONDS]
 
 Starts the server (web.py, or gradio_app.py beside this file), times process start to the first page and to
 the first answered photo in headless Chromium (Debian's, through Playwright), reads the server's RSS, then

@@ -1,7 +1,7 @@
 """The Gradio prototype measured against the Streamlit page for issue 14 (not shipped): one photo input and
 Gradio's built-in streaming webcam, through the same ExpressionDetector as web.py.
 
-    python docs/notes/issue14/gradio_app.py PORT     (gradio 6.31 installed beside the project's packages)
+    python scripts/web_framework/gradio_app.py PORT     (gradio 6.31 installed beside the project's packages)
 """
 
 import os

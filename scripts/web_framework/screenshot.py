@@ -1,7 +1,7 @@
 """The README's screenshot of the page (docs/web_page.png): a running ``python web.py``, one photo, headless Chromium.
 
     python web.py --port 8765 &
-    python docs/notes/issue14/screenshot.py http://127.0.0.1:8765 docs/web_page.png ../shared/media/obama_and_biden.jpg
+    python scripts/web_framework/screenshot.py http://127.0.0.1:8765 docs/web_page.png ../shared/media/obama_and_biden.jpg
 """
 
 import sys
