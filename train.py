@@ -42,7 +42,7 @@ from model.data import (
 )
 from model.faces import CropCache, FaceReport, PhotoFaces, check_enough_faces, decide_faces, load_faces, warn_skipped
 from model.errors import ExpressionDetectorError
-from model.images import is_image_path, read_image
+from model.images import read_image
 from model.metrics import summarize, summarize_folders
 from model.preprocess import CropFraming, InputSpec, face_to_input
 from model.run_state import RunError, TrainConfig

@@ -30,12 +30,16 @@ class RunSummary:
     frames_with_faces: int = 0
     seconds: float = 0.0
     reached_end: bool = False  # the source ran out (rather than a stop): only then is a short file worth a word
+    still_images: bool = False  # photos: counted as photos, and a frame rate would only measure start-up
 
     @property
     def mean_fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
     def line(self) -> str:
+        if self.still_images:
+            photos = "photo" if self.frames == 1 else "photos"
+            return f"{self.frames} {photos}, {self.faces} faces (a face in {self.frames_with_faces} of them)"
         return (f"{self.frames} frames, {self.faces} faces (a face in {self.frames_with_faces} frames), "
                 f"mean {self.mean_fps:.1f} frames/s")
 
@@ -107,7 +111,7 @@ def run(frames: Iterable[Frame], pipeline: ExpressionPipeline, sinks: list[Sink]
     ``on_end`` runs once the source is exhausted (not after a stop), before any sink is closed and
     outside the timing: the window holds its last frame there. Stills get no frame rate to draw.
     """
-    summary, rate = RunSummary(), FrameRate()
+    summary, rate = RunSummary(still_images=pipeline.still_images), FrameRate()
     started = time.perf_counter()
     try:
         for frame in frames:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -39,6 +42,19 @@ def run_cli(*args: str, timeout: float = 600, env: dict[str, str] | None = None)
     """Run one of the project's command-line programs as a user would, from the repo root."""
     return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout,
                           env=None if env is None else {**os.environ, **env})
+
+
+def kill_after_first_epoch(command: list[str], run_dir: Path) -> dict:
+    """Start a training command, SIGKILL its whole process group once an epoch is saved; the run's state then."""
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    state_path = run_dir / "state.json"
+    deadline = time.monotonic() + 300
+    while not state_path.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    return json.loads(state_path.read_text())
 
 
 @pytest.fixture(scope="session")

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -26,7 +23,7 @@ from model.preprocess import CropFraming, InputSpec, face_to_input
 from realtime.annotator import UNCERTAIN_COLOUR, class_colour
 from realtime.detector import FaceDetector, crop_face
 from realtime.types import Detection
-from tests.conftest import REPO, SHARED, link_subset, require, run_cli
+from tests.conftest import REPO, SHARED, kill_after_first_epoch, link_subset, require, run_cli
 
 GENKI_CLASSES = ["smile", "non_smile"]
 DEFAULT_INIT_CARD = REPO / "model" / "happy_sad_neutral.json"
@@ -251,21 +248,13 @@ def test_an_interrupted_fine_tuning_run_resumes_across_the_unfreezing(tmp_path: 
     command = [sys.executable, "train.py", "--data", str(data), "--classes", *GENKI_CLASSES, "--epochs", "3",
                "--head-epochs", "1", "--batch-size", "8", "--init", "--face-cache", str(tmp_path / "cache"),
                "--run-dir", str(run_dir)]
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
-    state_path = run_dir / "state.json"
-    deadline = time.monotonic() + 300
-    while not state_path.exists() and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.2)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    interrupted = json.loads(state_path.read_text())
+    interrupted = kill_after_first_epoch(command, run_dir)
     assert 1 <= interrupted["epochs_done"] < 3
 
     result = run_cli("train.py", "--resume", str(run_dir))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "(0 detected, 24 from the cache)" in result.stdout
-    finished = json.loads(state_path.read_text())
+    finished = json.loads((run_dir / "state.json").read_text())
     assert finished["history"][: interrupted["epochs_done"]] == interrupted["history"]
     assert [r["stage"] for r in finished["history"]] == ["head", "all", "all"]
 

@@ -23,7 +23,8 @@ from tests.conftest import REPO, run_cli
 
 CLIP_FRAMES = 275
 BAR = re.compile(r"^\s*\d+%\|.*\| *\d+/\d+ \[.*\]$|^\s*\d+frame \[.*\]$")
-SUMMARY = re.compile(r"^\d+ frames, \d+ faces \(a face in \d+ frames\), mean [\d.]+ frames/s$")
+SUMMARY = re.compile(r"^\d+ frames, \d+ faces \(a face in \d+ frames\), mean [\d.]+ frames/s$"
+                     r"|^\d+ photos?, \d+ faces \(a face in \d+ of them\)$")
 
 
 def _segments(stderr: str) -> list[str]:

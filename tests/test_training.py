@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 from model.card import ModelCard
 from realtime.classifier import ExpressionClassifier
-from tests.conftest import REPO, link_subset, run_cli
+from tests.conftest import kill_after_first_epoch, link_subset, run_cli
 
 TINY = ["--classes", "happy", "sad", "--epochs", "1", "--batch-size", "32", "--aux-classes"]
 
@@ -45,22 +42,14 @@ def test_an_interrupted_run_resumes_where_it_stopped(tmp_path: Path, fer_train: 
     command = [sys.executable, "train.py", "--data", str(data), "--classes", "happy", "sad", "--epochs", "6",
                "--batch-size", "32",
                "--aux-classes", "--run-dir", str(run_dir), "--export-dir", str(tmp_path / "export")]
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
-    state_path = run_dir / "state.json"
-    deadline = time.monotonic() + 300
-    while not state_path.exists() and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.2)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    interrupted = json.loads(state_path.read_text())
+    interrupted = kill_after_first_epoch(command, run_dir)
     assert 1 <= interrupted["epochs_done"] < 6
     assert not (tmp_path / "export" / "happy_sad.tflite").exists()
 
     result = run_cli("train.py", "--resume", str(run_dir), "--export-dir", str(tmp_path / "export"))
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"resuming {run_dir} after epoch {interrupted['epochs_done']}" in result.stdout
-    finished = json.loads(state_path.read_text())
+    finished = json.loads((run_dir / "state.json").read_text())
     assert [r["epoch"] for r in finished["history"]] == list(range(1, finished["epochs_done"] + 1))
     assert finished["history"][: interrupted["epochs_done"]] == interrupted["history"]
     assert finished["finished"]
