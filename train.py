@@ -92,6 +92,10 @@ def _train_parser() -> argparse.ArgumentParser:
                         help="extra classes trained as additional outputs but not exported; more faces to learn "
                              "from (default with crowd votes: every other FER+ expression; with folder labels: "
                              "neutral, when the data has it and it is not in --classes; give the option alone for none)")
+    parser.add_argument("--other-class", default=None, metavar="NAME",
+                        help="export the auxiliary classes' summed probability as one more class NAME, so a face "
+                             "showing none of --classes is said to, not forced into one of them (default with crowd "
+                             "votes: other; 'none' for no such class)")
     parser.add_argument("--labels", choices=["auto", "votes", "majority", "folders"], default="auto",
                         help="training targets: the crowd's vote distribution per face (votes), its majority, or "
                              "the folder a face is in; auto means votes when DIR has ferplus_votes.csv "
@@ -149,6 +153,19 @@ def _default_aux_classes(data: Path, classes: list[str], labels: str) -> list[st
     return [] if "neutral" in classes or not (layout.train_dir / "neutral").is_dir() else ["neutral"]
 
 
+def _other_class(asked: str | None, labels: str, classes: list[str], aux_classes: list[str]) -> str | None:
+    """The merged class for every expression the model does not draw: by default with crowd labels, which
+    train every expression, so a surprised or angry face is not renormalized into happy or sad."""
+    if asked == "none" or (asked is None and (labels == "folders" or not aux_classes)):
+        return None
+    name = asked or "other"
+    if not aux_classes:
+        raise UsageError(f"--other-class {name} needs auxiliary classes to merge (--aux-classes)")
+    if name in classes or name in aux_classes:
+        raise UsageError(f"--other-class {name} is already a class name; choose another")
+    return name
+
+
 def _label_source(data: Path, asked: str) -> str:
     if asked == "auto":
         return "votes" if votes_path(data).is_file() else "folders"
@@ -195,7 +212,7 @@ def _load_by_votes(config, layout, val_fraction: float, load: FolderLoader) -> t
     else:
         val_set = load(layout.val_dir, [name for name in outputs if (layout.val_dir / name).is_dir()])
     train_set = relabel_by_votes(train_set, outputs, votes, data_root, soft=config.labels == "votes")
-    return train_set, label_by_crowd_majority(val_set, config.classes, votes, data_root)
+    return train_set, label_by_crowd_majority(val_set, config.exported_classes, votes, data_root, config.other_class)
 
 
 def _photo_faces(config, layout) -> PhotoFaces | None:
@@ -287,7 +304,8 @@ def _git_commit() -> str:
 def _training_data_card(config, train_counts: dict, val_set: FaceDataset, report: FaceReport) -> dict:
     """What the card says the model learned from: the data, how its faces were found, what training started from."""
     data = {"source": os.path.relpath(config.data, REPO), "classes": list(config.classes),
-            "aux_classes": list(config.aux_classes), "labels": config.labels, "train_images": train_counts,
+            "aux_classes": list(config.aux_classes), "other_class": config.other_class, "labels": config.labels,
+            "train_images": train_counts,
             "val_images": val_set.class_counts(), "limit_per_class": config.limit_per_class, **report.summary()}
     if config.faces == "photos":
         framing = CropFraming()
@@ -304,7 +322,7 @@ def _save_weights_only(network, path: Path) -> None:
     resuming, and its frozen layers only the fine-tuning run."""
     import keras
 
-    clean = keras.models.clone_model(network)
+    clean = keras.Model.from_config(network.get_config())  # uncompiled: clone_model would keep the optimizer
     for source, target in zip(network.layers, clean.layers):
         target.trainable = True
         target.set_weights(source.get_weights())
@@ -317,7 +335,7 @@ def _export(config, state, train_counts: dict, val_set: FaceDataset, run_dir: Pa
 
     Only an explicit ``export_dir`` receives a copy: a run never replaces the shipped model by default.
     """
-    from model.export import export_tflite, predict_logits
+    from model.export import export_tflite, merged_log_probs, predict_logits
     from model.metrics import fit_temperature
     from model.network import count_flops
     from model.plots import plot_confusion, plot_curves
@@ -325,14 +343,17 @@ def _export(config, state, train_counts: dict, val_set: FaceDataset, run_dir: Pa
     from realtime.classifier import ExpressionClassifier
 
     network = load_checkpoint(run_dir / "best.keras")
-    val_logits = predict_logits(network, val_set.images, len(config.classes))
-    temperature = fit_temperature(val_logits, val_set.labels)
+    merge = config.other_class is not None
+    val_logits = predict_logits(network, val_set.images,
+                                len(config.classes) + (len(config.aux_classes) if merge else 0))
+    temperature = fit_temperature(val_logits, val_set.labels,
+                                  lambda scaled: merged_log_probs(scaled, len(config.classes), merge).numpy())
     name = "_".join(config.classes)
     tflite_path = run_dir / f"{name}.tflite"
-    export_tflite(network, len(config.classes), temperature, config.input, tflite_path)
-    keras_decisions = val_logits.argmax(axis=1)
+    export_tflite(network, len(config.classes), temperature, config.input, tflite_path, merge_rest=merge)
+    keras_decisions = merged_log_probs(val_logits / temperature, len(config.classes), merge).numpy().argmax(axis=1)
     card = ModelCard(
-        classes=list(config.classes),
+        classes=config.exported_classes,
         input=config.input,
         temperature=round(temperature, 4),
         parameters=int(network.count_params()),
@@ -342,12 +363,14 @@ def _export(config, state, train_counts: dict, val_set: FaceDataset, run_dir: Pa
         commit=_git_commit(),
         notes="Probabilities come from the mean of the logits of the face and its mirror image, divided by "
               "the temperature fitted on the validation split. flops_per_face counts both passes. The .keras "
-              "network also has the auxiliary classes' outputs, after these classes; the .tflite has these alone.",
+              "network also has the auxiliary classes' outputs, after the exported classes"
+              + (f"; the .tflite sums their probability into '{config.other_class}'." if merge else
+                 "; the .tflite has the exported classes alone."),
     )
     card.save(card_path_for(tflite_path))  # the run-time classifier needs the card beside the model to load it
     exported = ExpressionClassifier(tflite_path)
     probs = exported.predict(val_set.images)
-    metrics = summarize(val_set.labels, probs, list(config.classes))
+    metrics = summarize(val_set.labels, probs, config.exported_classes)
     metrics["keras_tflite_agreement"] = float((probs.argmax(axis=1) == keras_decisions).mean())
     metrics["best_epoch"] = state.best_epoch
     metrics["epochs_run"] = state.epochs_done
@@ -355,7 +378,7 @@ def _export(config, state, train_counts: dict, val_set: FaceDataset, run_dir: Pa
     card.metrics = {"validation": {"split": "val (selection and calibration; not a test figure)", **metrics}}
     card.save(card_path_for(tflite_path))
     plot_curves(state.history, run_dir / "curves.png")
-    plot_confusion(np.array(metrics["confusion"]), list(config.classes), run_dir / "confusion.png",
+    plot_confusion(np.array(metrics["confusion"]), config.exported_classes, run_dir / "confusion.png",
                    f"validation, accuracy {metrics['accuracy']:.3f}")
     _save_weights_only(network, run_dir / f"{name}.keras")
     if export_dir is None:
@@ -385,10 +408,11 @@ def _report(report: FaceReport, metrics: dict, sizes: tuple[int, int], run_dir: 
     The same figures go to ``report.json`` in the run folder, for scripts.
     """
     classes = metrics["classes"]
+    folders = [name for name in classes if name in report.found]  # "other" has no folder of its own
     skipped = {reason: len(paths) for reason, paths in report.skipped().items()}
     lines = [
-        f"images found: {', '.join(f'{name} {report.found.get(name, 0)}' for name in classes)} ({report.mode})",
-        f"faces used: {', '.join(f'{name} {report.used.get(name, 0)}' for name in classes)}; "
+        f"images found: {', '.join(f'{name} {report.found.get(name, 0)}' for name in folders)} ({report.mode})",
+        f"faces used: {', '.join(f'{name} {report.used.get(name, 0)}' for name in folders)}; "
         f"{sizes[0]} for training, {sizes[1]} held out",
         f"skipped: {', '.join(f'{count} {reason}' for reason, count in skipped.items())}"
         + (f" (listed in {_shown(run_dir / 'skipped.txt')})" if sum(skipped.values()) else ""),
@@ -422,6 +446,7 @@ def _new_config(args: argparse.Namespace, argv: list[str]) -> TrainConfig:
     classes = args.classes or _default_classes(args.data)
     labels = _label_source(args.data, args.labels)
     aux_classes = _default_aux_classes(args.data, classes, labels) if args.aux_classes is None else args.aux_classes
+    other_class = _other_class(args.other_class, labels, classes, aux_classes)
     spec = InputSpec(equalize=True)
     init = _init_path(args.init) if args.init else None
     if init is not None:
@@ -433,7 +458,7 @@ def _new_config(args: argparse.Namespace, argv: list[str]) -> TrainConfig:
     elif args.head_epochs is not None:
         raise UsageError("--head-epochs needs --init: a network trained from scratch has no trained layers to freeze")
     return TrainConfig(
-        classes=classes, aux_classes=aux_classes, data=str(args.data), seed=args.seed,
+        classes=classes, aux_classes=aux_classes, other_class=other_class, data=str(args.data), seed=args.seed,
         limit_per_class=args.limit_per_class, labels=labels, faces=args.faces, detector=args.detector,
         face_cache=str(args.face_cache), init=None if init is None else str(init), input=spec,
         command=shlex.join(["python", "train.py", *argv]))

@@ -179,17 +179,22 @@ def relabel_by_votes(
 
 
 def label_by_crowd_majority(
-    dataset: FaceDataset, classes: Sequence[str], votes: dict[str, FaceVotes], data_root: Path
+    dataset: FaceDataset, classes: Sequence[str], votes: dict[str, FaceVotes], data_root: Path,
+    other_class: str | None = None,
 ) -> FaceDataset:
     """The faces whose strict crowd majority (folder label where there are no votes) is one of ``classes``.
 
     This is how validation judges a vote-trained model: by what most people see, not by one annotator.
+    With ``other_class`` (the last of ``classes``), a face whose majority is any other expression is
+    labelled with it, as the exported model's merged class for every expression it does not draw.
     """
     classes = tuple(classes)
     keep, labels = [], []
     for index in range(len(dataset)):
         face_votes, folder_class = _crowd_or_folder(dataset, index, votes, data_root)
         name = folder_class if face_votes is None else face_votes.majority()
+        if other_class is not None and name is not None and name not in classes:
+            name = other_class
         if name in classes:
             keep.append(index)
             labels.append(classes.index(name))

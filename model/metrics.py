@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 
@@ -60,11 +62,16 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """The temperature that minimises the negative log-likelihood of ``labels`` (golden-section on log T)."""
+def fit_temperature(logits: np.ndarray, labels: np.ndarray,
+                    log_probs: Callable[[np.ndarray], np.ndarray] = log_softmax) -> float:
+    """The temperature that minimises the negative log-likelihood of ``labels`` (golden-section on log T).
+
+    ``log_probs`` turns temperature-scaled logits into the log-probabilities of the classes ``labels``
+    index (a plain log-softmax, or the exported model's merging of outputs).
+    """
 
     def nll(log_t: float) -> float:
-        return float(-log_softmax(logits / np.exp(log_t))[np.arange(len(labels)), labels].mean())
+        return float(-log_probs(logits / np.exp(log_t))[np.arange(len(labels)), labels].mean())
 
     low, high = np.log(0.05), np.log(20.0)
     ratio = (np.sqrt(5.0) - 1.0) / 2.0

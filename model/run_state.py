@@ -20,6 +20,8 @@ class TrainConfig:
     classes: list[str]
     data: str
     aux_classes: list[str] = field(default_factory=list)
+    # Exported as one more class holding the auxiliary outputs' summed probability (None: not exported).
+    other_class: str | None = None
     epochs: int = 60
     batch_size: int = 128
     learning_rate: float = 0.05
@@ -38,6 +40,11 @@ class TrainConfig:
     head_learning_rate: float = 0.05
     input: InputSpec = field(default_factory=InputSpec)
     command: str = ""
+
+    @property
+    def exported_classes(self) -> list[str]:
+        """The classes of the exported model: ``classes``, then ``other_class`` where there is one."""
+        return self.classes + ([self.other_class] if self.other_class else [])
 
     def save(self, path: Path) -> None:
         write_atomically(path, json.dumps(asdict(self), indent=2))

@@ -22,8 +22,7 @@ import tensorflow as tf
 from model.augment import augment_batch
 from model.card import CardError, ModelCard, card_path_for
 from model.data import FaceDataset
-from model.export import predict_logits
-from model.metrics import log_softmax
+from model.export import merged_log_probs, predict_logits
 from model.network import build_network
 from model.preprocess import InputSpec, renormalize_batch
 from model.run_state import RunError, TrainConfig, TrainState
@@ -72,7 +71,8 @@ def load_init_model(path: Path) -> InitModel:
                        f"pixels scaled to [0, 1], as train.py exports them")
     if not isinstance(network.layers[-1], keras.layers.Dense):
         raise RunError(f"--init model {path} does not end in a dense output layer that fine-tuning could replace")
-    outputs = list(card.classes) + list(card.training_data.get("aux_classes", []))
+    other = card.training_data.get("other_class")
+    outputs = [name for name in card.classes if name != other] + list(card.training_data.get("aux_classes", []))
     return InitModel(network, spec, outputs if len(outputs) == network.output_shape[-1] else [])
 
 
@@ -182,18 +182,21 @@ def _epoch_dataset(train_set: FaceDataset, config: TrainConfig, epoch: int) -> t
     )
 
 
-def _validate(model: keras.Model, val_set: FaceDataset) -> tuple[float, float]:
-    logits = predict_logits(model, val_set.images, len(val_set.classes))
-    accuracy = float((logits.argmax(axis=1) == val_set.labels).mean())
-    loss = float(-log_softmax(logits)[np.arange(len(val_set)), val_set.labels].mean())
+def _validate(model: keras.Model, val_set: FaceDataset, config: TrainConfig) -> tuple[float, float]:
+    """Accuracy and loss over the classes the model will be exported with, as it will be exported."""
+    merge = config.other_class is not None
+    logits = predict_logits(model, val_set.images, len(config.classes) + (len(config.aux_classes) if merge else 0))
+    log_probs = merged_log_probs(logits, len(config.classes), merge).numpy()
+    accuracy = float((log_probs.argmax(axis=1) == val_set.labels).mean())
+    loss = float(-log_probs[np.arange(len(val_set)), val_set.labels].mean())
     return accuracy, loss
 
 
 def train(config: TrainConfig, train_set: FaceDataset, val_set: FaceDataset, run_dir: Path) -> TrainState:
     """Train (or continue training) in ``run_dir``; returns the final state, the best weights in best.keras.
 
-    ``train_set`` holds ``config.classes`` followed by ``config.aux_classes``; ``val_set`` only the former,
-    since the exported model decides between those alone.
+    ``train_set`` holds ``config.classes`` followed by ``config.aux_classes``; ``val_set`` the exported classes
+    (``config.exported_classes``), since validation judges the model as it will be exported.
     """
     if config.input.scale * 255.0 != 1.0 or config.input.offset != 0.0:
         raise ValueError("augmentation expects pixels in [0, 1]: input scale 1/255 and offset 0")
@@ -219,7 +222,7 @@ def train(config: TrainConfig, train_set: FaceDataset, val_set: FaceDataset, run
         started = time.monotonic()
         fitted = model.fit(_epoch_dataset(train_set, config, epoch), epochs=epoch + 1, initial_epoch=epoch,
                            verbose=verbose)
-        val_accuracy, val_loss = _validate(model, val_set)
+        val_accuracy, val_loss = _validate(model, val_set, config)
         record = {
             "epoch": epoch + 1,
             "loss": float(fitted.history["loss"][-1]),

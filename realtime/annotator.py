@@ -19,6 +19,7 @@ CLASS_COLOURS = {  # BGR
     "angry": (40, 40, 230),
     "fear": (180, 80, 200),
     "surprise": (80, 220, 80),
+    "other": (200, 140, 150),  # another expression than the model draws: a muted slate, apart from the not-sure gray
 }
 FALLBACK_COLOURS = [(0, 180, 180), (180, 0, 180), (120, 180, 0), (0, 90, 255)]
 UNCERTAIN_COLOUR = (150, 150, 150)

@@ -10,7 +10,8 @@ FER2013's folders say what one annotator chose. This prints, as the live pipelin
 - happy vs sad, deciding between those two alone (probabilities renormalized over them), on the
   faces whose strict crowd majority is happiness or sadness, and on the folder labels:
   accuracy, ROC AUC and ECE;
-- the full model over its own classes, on the faces whose strict crowd majority is one of them: ECE.
+- the full model over its own classes, on the faces whose strict crowd majority is one of them (for a
+  model with an ``other`` class, any expression it does not draw counts as that): accuracy and ECE.
 """
 
 from __future__ import annotations
@@ -83,8 +84,12 @@ def crowd_figures(classifier: ExpressionClassifier, data: Path, split: str) -> d
         folder = (folders == "happy") | (folders == "sad")
         report["happy_vs_sad_crowd_majority"] = _happy_vs_sad(probs[crowd], majority[crowd] == "happy", classes)
         report["happy_vs_sad_folders"] = _happy_vs_sad(probs[folder], folders[folder] == "happy", classes)
-    own = np.isin(majority, classes)
-    own_labels = np.array([classes.index(name) for name in majority[own]], dtype=np.int64)
+    # A model with an "other" class (every expression it does not draw) is judged on those faces too.
+    other = classifier.card.training_data.get("other_class")
+    judged = np.array([other if other and name is not None and name not in classes else name for name in majority],
+                      dtype=object)
+    own = np.isin(judged, classes)
+    own_labels = np.array([classes.index(name) for name in judged[own]], dtype=np.int64)
     report["own_classes_crowd_majority"] = {
         "n": int(own.sum()), "accuracy": round(float((probs[own].argmax(axis=1) == own_labels).mean()), 4),
         "ece": round(expected_calibration_error(own_labels, probs[own]), 4)}

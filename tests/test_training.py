@@ -11,7 +11,8 @@ import numpy as np
 
 from model.card import ModelCard
 from realtime.classifier import ExpressionClassifier
-from tests.conftest import kill_after_first_epoch, link_subset, run_cli
+from model.data import load_class_folders
+from tests.conftest import FER, kill_after_first_epoch, link_subset, require, run_cli
 
 TINY = ["--classes", "happy", "sad", "--epochs", "1", "--batch-size", "32", "--aux-classes"]
 
@@ -98,3 +99,40 @@ def test_too_few_images_for_a_batch_and_bad_numbers_end_with_one_sentence(tmp_pa
         bad = run_cli("train.py", option, value)
         assert bad.returncode == 2 and "Traceback" not in bad.stderr
         assert f"argument {option}" in bad.stderr.splitlines()[-1]
+
+
+def test_a_vote_trained_model_exports_other_expressions_as_one_class(tmp_path: Path):
+    """Trained on the crowd's votes over every expression, the model draws happy, sad and neutral, and keeps
+    what the crowd would call surprise, anger, fear... as ``other`` rather than renormalizing it into the three."""
+    import keras
+
+    from model.export import predict_logits
+    from model.votes import EXPRESSIONS
+
+    data = tmp_path / "fer"
+    data.mkdir()
+    (data / "ferplus_votes.csv").symlink_to(require(FER / "ferplus_votes.csv"))
+    folders = ["happy", "sad", "neutral", "surprise", "angry"]
+    link_subset(FER / "train", data / "train", folders, 60)
+    link_subset(FER / "val", data / "val", folders, 40)
+    run_dir = tmp_path / "run"
+    result = run_cli("train.py", "--data", str(data), "--epochs", "1", "--batch-size", "32", "--run-dir", str(run_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    card = ModelCard.load(run_dir / "happy_sad_neutral.json")
+    assert card.classes == ["happy", "sad", "neutral", "other"]
+    aux = card.training_data["aux_classes"]
+    assert aux == [name for name in EXPRESSIONS if name not in ("happy", "sad", "neutral")]
+    assert card.training_data["other_class"] == "other" and card.training_data["labels"] == "votes"
+    assert card.metrics["validation"]["confusion"] and len(card.metrics["validation"]["confusion"]) == 4
+
+    faces = load_class_folders(data / "val", folders, card.input).images
+    probs = ExpressionClassifier(run_dir / "happy_sad_neutral.tflite").predict(faces)
+    assert probs.shape == (len(faces), 4) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    network = keras.models.load_model(run_dir / "happy_sad_neutral.keras", safe_mode=True)
+    assert getattr(network, "optimizer", None) is None, "the exported .keras holds weights, not a training state"
+    scaled = predict_logits(network, faces, 3 + len(aux)) / card.temperature
+    every = np.exp(scaled - scaled.max(axis=1, keepdims=True))
+    every /= every.sum(axis=1, keepdims=True)
+    expected = np.concatenate([every[:, :3], every[:, 3:].sum(axis=1, keepdims=True)], axis=1)
+    assert np.allclose(probs, expected, atol=1e-4)
+    assert card.metrics["validation"]["keras_tflite_agreement"] >= 0.995
