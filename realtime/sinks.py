@@ -21,6 +21,7 @@ import numpy as np
 
 from model.errors import ExpressionDetectorError
 from realtime.annotator import Annotator
+from realtime.native import signals_held
 from realtime.pipeline import FrameRate
 from realtime.types import Face, Frame
 
@@ -92,7 +93,9 @@ class VideoSink:
         import av
 
         picture = av.VideoFrame.from_ndarray(self._fit(annotated), format="bgr24")
-        with _encoder_errors_as_os_errors():
+        # Held, so that Ctrl-C or SIGTERM cannot fall between encoding and muxing: the packets the encoder hands
+        # back (the first one is the key frame every later frame refers to) must reach the file, or it will not play.
+        with signals_held(), _encoder_errors_as_os_errors():
             self._container.mux(self._stream.encode(picture))
         self.frames_written += 1
 

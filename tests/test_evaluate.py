@@ -72,15 +72,15 @@ def test_evaluate_bad_inputs_end_with_one_clear_sentence(tmp_path: Path):
 def test_every_folder_gets_its_drawn_shares_and_a_bigger_model_is_scored_on_the_folders_classes(
         tmp_path: Path, fer_val: Path):
     data = link_subset(fer_val, tmp_path, ["happy", "sad", "angry"], 15)
-    three_class = COMMITTED_MODEL.with_name("happy_sad_neutral.tflite")
-    metrics = _evaluate_json("--data", str(data), "--model", str(three_class))
+    default_model = COMMITTED_MODEL.with_name("happy_sad_neutral.tflite")  # happy, sad, neutral, other
+    metrics = _evaluate_json("--data", str(data), "--model", str(default_model))
     assert CONTRACT_KEYS <= metrics.keys()
     assert metrics["classes"] == ["happy", "sad"] and metrics["n"] == 30
     assert np.array(metrics["confusion"]).shape == (2, 2)
     assert metrics["roc_auc"] is not None and 0.0 <= metrics["share_other"] <= 1.0
     assert set(metrics["by_folder"]) == {"happy", "sad", "angry"}
     for shares in metrics["by_folder"].values():
-        assert set(shares) == {"happy", "sad", "neutral", "uncertain"}
+        assert set(shares) == {"happy", "sad", "neutral", "other", "uncertain"}
         assert sum(shares.values()) == pytest.approx(1.0, abs=1e-3)
     drawn_happy = metrics["by_folder"]["happy"]["happy"]
     assert drawn_happy <= metrics["accuracy"] or metrics["by_folder"]["happy"]["uncertain"] == 0

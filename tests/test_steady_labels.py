@@ -7,12 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
+from model.card import DEFAULT_MODEL
 from model.data import load_class_folders
 from model.images import read_image
 from realtime.classifier import ExpressionClassifier
 from realtime.detector import FaceDetector
 from scripts.flicker import switch_rates
-from tests.conftest import COMMITTED_MODEL, run_cli
+from tests.conftest import run_cli
 from tests.synth import FPS, alternating_faces, crossing_faces, face_cutout, write_video
 
 
@@ -32,13 +33,13 @@ def test_smoothing_cuts_label_switches_on_the_clip_at_least_five_times(tmp_path:
 def _confident_crops(fer_val: Path, per_class: int) -> dict[str, list[np.ndarray]]:
     """Val crops the model gets right with the most confidence and the detector finds once placed in a frame,
     so that the test measures the smoother, not the model or the detector."""
-    classifier = ExpressionClassifier(COMMITTED_MODEL)
+    classifier = ExpressionClassifier(DEFAULT_MODEL)
     chosen = {}
     with FaceDetector("short", still_images=True) as detector:
-        for index, name in enumerate(("happy", "sad")):
+        for name in ("happy", "sad"):
             faces = load_class_folders(fer_val, [name], classifier.input_spec)
             subset = faces.subset(np.arange(min(len(faces), 120)))
-            ranked = np.argsort(-classifier.predict(subset.images)[:, index])
+            ranked = np.argsort(-classifier.predict(subset.images)[:, classifier.classes.index(name)])
             crops = (read_image(subset.paths[i]) for i in ranked)
             found = (crop for crop in crops if len(detector.detect(alternating_faces([crop], 1 / FPS)[0])) == 1)
             chosen[name] = [next(found) for _ in range(per_class)]

@@ -229,8 +229,13 @@ def test_photos_are_labelled_with_the_same_answer_as_the_python_api(visitor, ser
         annotated = detector.annotate(photo, detector.detect(photo))
         shown = shown_image(page, card)
         assert shown.shape == photo.shape
-        assert np.abs(shown.astype(int) - annotated).mean() < 2.0, "the page shows another picture than annotate()"
-        assert np.abs(shown.astype(int) - photo).mean() > 0.5, "the picture shown carries no annotation"
+        # The page sends a JPEG, so compare where annotate() drew: there the shown picture must be annotate()'s.
+        drawn = np.abs(annotated.astype(int) - photo).max(axis=2) > 40
+        assert drawn.sum() > 500, "annotate() drew nothing to compare"
+        off_annotated = np.abs(shown.astype(int) - annotated)
+        assert off_annotated[drawn].mean() < 0.25 * np.abs(shown.astype(int) - photo)[drawn].mean(), \
+            "the picture shown carries no annotation"
+        assert off_annotated.mean() < 3.0, "the page shows another picture than annotate()"
         with page.expect_download() as download:
             card.get_by_role("button", name="Download the JSON record").click()
         record = json.loads(Path(download.value.path()).read_text())

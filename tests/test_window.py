@@ -190,4 +190,4 @@ def test_a_folder_window_is_titled_by_the_photo_shown(display: str, media: Path,
         _press(display, "Expressions - two_people.jpg", "n")
     finally:
         stderr = _finish(process)
-    assert "2 frames" in stderr
+    assert "2 photos" in stderr
