@@ -318,8 +318,8 @@ def _detector(options: DetectorOptions) -> ExpressionDetector:
                                       smoothing=options.smoothing, min_confidence=options.min_confidence,
                                       show_stats=options.show_stats, show_ids=options.show_ids)
         # A job runs one pipeline per core already, so a second LiteRT thread per worker only competes with the
-        # other workers (two pipelines on two cores took 21-27% less time with one thread each, the records
-        # byte for byte the same). ExpressionDetector has no thread option, so its classifier is rebuilt.
+        # other workers (the records are the same either way: bench_batch.py compares them with main.py's).
+        # ExpressionDetector has no thread option, so its classifier is rebuilt.
         detector.classifier = ExpressionClassifier(detector.classifier.model_path, num_threads=WORKER_THREADS)
         _DETECTORS[options] = detector
     return detector

@@ -68,7 +68,8 @@ class Memory:
     ray: dict[int, float] = field(default_factory=dict)
 
 
-def _children(pid: int) -> list[int]:
+def child_pids(pid: int) -> list[int]:
+    """The direct children of a process, over all its threads (Linux /proc)."""
     children = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
         try:
@@ -91,7 +92,7 @@ def sample(root: int, memory: Memory) -> None:
     queue = [root]
     while queue:
         pid = queue.pop()
-        queue += _children(pid)
+        queue += child_pids(pid)
         try:
             title, peak = Path(f"/proc/{pid}/cmdline").read_bytes(), _peak_mb(pid)
         except OSError:

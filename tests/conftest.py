@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -19,14 +21,26 @@ MEDIA = SHARED / "media"
 COMMITTED_MODEL = REPO / "model" / "happy_sad.tflite"
 
 
-def require(path: Path) -> Path:
-    """The path, or a skip where ../shared is absent; under CI a missing file fails the test instead."""
-    if path.exists():
-        return path
-    message = f"{path} is missing (tests read ../shared beside the repo)"
+def unavailable(message: str) -> NoReturn:
+    """Skip a test whose data or system tool is missing here; under CI, which provides both, fail it instead."""
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
+
+
+def require(path: Path) -> Path:
+    """The path, or a skip where ../shared is absent; under CI a missing file fails the test instead."""
+    if not path.exists():
+        unavailable(f"{path} is missing (tests read ../shared beside the repo)")
+    return path
+
+
+def require_tool(name: str, install: str) -> str:
+    """The path of a system tool that .ci/run installs (``install`` says how), or a skip / a CI failure."""
+    path = shutil.which(name)
+    if path is None:
+        unavailable(f"{name} is not installed ({install})")
+    return path
 
 
 def link_subset(source: Path, destination: Path, classes: list[str], per_class: int) -> Path:

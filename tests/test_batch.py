@@ -19,6 +19,7 @@ import cv2
 import pytest
 
 from realtime.batch_jobs import TEMPORARY, find_videos, stats_from_log
+from scripts.bench_batch import child_pids
 from tests.conftest import REPO, run_cli
 
 SHORT_FRAMES = 60
@@ -83,20 +84,10 @@ def _count_frames(path: Path) -> int:
     return count
 
 
-def _children(pid: int) -> list[int]:
-    children = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            children += [int(child) for child in (task / "children").read_text().split()]
-        except OSError:
-            pass
-    return children
-
-
 def _descendants(pid: int) -> list[int]:
     found, queue = [], [pid]
     while queue:
-        for child in _children(queue.pop()):
+        for child in child_pids(queue.pop()):
             found.append(child)
             queue.append(child)
     return found

@@ -13,21 +13,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from realtime.detector_model import ensure_detector_model
-from tests.conftest import REPO
+from tests.conftest import REPO, require_tool, unavailable
 
 ADDRESS = re.compile(r'(?:sin_addr=inet_addr\("([^"]+)"\)|inet_pton\(AF_INET6, "([^"]+)")')
 
 
 def _require_strace() -> str:
-    path = shutil.which("strace")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("strace is not installed (apt-get install strace)")
-        pytest.skip("strace is not installed")
-    return path
+    return require_tool("strace", "apt-get install strace")
 
 
 def test_a_headless_run_contacts_no_host_but_loopback(tmp_path: Path, media: Path):
@@ -47,9 +41,7 @@ def _require_unshare() -> str:
     """``unshare -n``: a network namespace of its own, with no interface but a downed loopback."""
     unshare = shutil.which("unshare")
     if unshare is None or subprocess.run([unshare, "-n", "true"], capture_output=True).returncode != 0:
-        if os.environ.get("CI"):
-            pytest.fail("unshare -n is not available to run the detector without a network")
-        pytest.skip("unshare -n is not permitted here")
+        unavailable("unshare -n is not available to run the detector without a network")
     return unshare
 
 

@@ -29,7 +29,7 @@ import websockets.sync.client
 from realtime.api import ExpressionDetector
 from realtime.detector_model import ensure_detector_model
 from realtime.web.photos import MAX_UPLOAD_MB, fit_for_page
-from tests.conftest import REPO
+from tests.conftest import REPO, require_tool
 from tests.test_privacy import ADDRESS
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -42,12 +42,7 @@ LOOPBACK = ("http://127.0.0.1:", "data:", "blob:", "about:")
 
 
 def _require_chromium() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed (apt-get install chromium)")
-        pytest.skip("chromium is not installed")
-    return path
+    return require_tool("chromium", "apt-get install chromium")
 
 
 def _free_port() -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import struct
 import subprocess
 import sys
@@ -15,18 +14,14 @@ import numpy as np
 import pytest
 
 from realtime.annotator import CLASS_COLOURS, UNCERTAIN_COLOUR
-from tests.conftest import REPO
+from tests.conftest import REPO, require_tool
 
 X_TOOLS = ("Xvfb", "xdotool", "xwd")
 
 
 def _require_x_tools() -> None:
-    missing = [tool for tool in X_TOOLS if shutil.which(tool) is None]
-    if missing:
-        message = f"{', '.join(missing)} not installed (apt-get install xvfb xdotool x11-apps)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    for tool in X_TOOLS:
+        require_tool(tool, "apt-get install xvfb xdotool x11-apps")
 
 
 @pytest.fixture
