@@ -136,3 +136,13 @@ def test_a_vote_trained_model_exports_other_expressions_as_one_class(tmp_path: P
     expected = np.concatenate([every[:, :3], every[:, 3:].sum(axis=1, keepdims=True)], axis=1)
     assert np.allclose(probs, expected, atol=1e-4)
     assert card.metrics["validation"]["keras_tflite_agreement"] >= 0.995
+
+
+def test_an_other_class_that_cannot_be_exported_is_one_sentence():
+    for args, expected in ((["--other-class", "happy"], "--other-class happy is already a class name"),
+                           (["--labels", "folders", "--other-class", "other", "--aux-classes"],
+                            "--other-class other needs auxiliary classes to merge")):
+        result = run_cli("train.py", *args, "--epochs", "1")
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [
+            f"error: {expected}" + (" (--aux-classes)" if "merge" in expected else "; choose another")]
