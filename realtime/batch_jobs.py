@@ -507,7 +507,10 @@ def run_videos(videos: list[Video], options: JobOptions, workers: int,
                 on_result(result)
     except (KeyboardInterrupt, Terminated):
         with signals_deferred():
-            for ref in running:
+            # Only what is still running: cancelling a task whose reply is arriving trips an internal check in
+            # Ray 2.60's driver (task_manager.cc: "Check failed ... Tried to complete task that was ...") and aborts it.
+            _, unfinished = ray.wait(list(running), num_returns=len(running), timeout=0)
+            for ref in unfinished:
                 ray.cancel(ref)
             ray.wait(list(running), num_returns=len(running), timeout=CANCEL_GRACE_S)
         return results, True
