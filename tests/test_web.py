@@ -178,13 +178,14 @@ def photo_card(page, name: str, refused: bool = False):
     return card
 
 
-def wait_for(page, locator, what: str) -> None:
-    """Wait for ``locator``; on a timeout, fail with what the page shows instead."""
+def wait_for(page, locator, what: str, server: Server | None = None) -> None:
+    """Wait for ``locator``; on a timeout, fail with what the page shows instead (and the server's log)."""
     try:
         locator.wait_for(timeout=ANSWER_TIMEOUT_MS)
     except playwright_api.TimeoutError:
         shown = " || ".join(frame.locator("body").inner_text().replace("\n", " | ") for frame in page.frames)
-        raise AssertionError(f"no {what} within {ANSWER_TIMEOUT_MS / 1000:.0f} s; the page shows: {shown}") from None
+        log = f"; the server logged: {server.stderr_path.read_text()[-3000:]}" if server else ""
+        raise AssertionError(f"no {what} within {ANSWER_TIMEOUT_MS / 1000:.0f} s; the page shows: {shown}{log}") from None
 
 
 def table_rows(block) -> list[list[str]]:
@@ -348,7 +349,7 @@ def test_the_live_camera_comes_back_annotated_and_a_closed_tab_leaves_no_worker(
                                                                                 fake_camera_clip: Path, detector):
     warm_up = open_page(visitor, server)
     camera = start_camera(warm_up)
-    wait_for(warm_up, warm_up.get_by_text(re.compile(r"in the camera \(\d+ frames/s\)")), "camera frame")
+    wait_for(warm_up, warm_up.get_by_text(re.compile(r"in the camera \(\d+ frames/s\)")), "camera frame", server)
     camera.get_by_role("button", name="Stop").click()
     warm_up.close()
     time.sleep(2)
@@ -357,7 +358,7 @@ def test_the_live_camera_comes_back_annotated_and_a_closed_tab_leaves_no_worker(
     page = open_page(visitor, server)
     camera = start_camera(page)
     status = page.get_by_text(re.compile(r"1 face in the camera \(\d+ frames/s\)"))
-    wait_for(page, status, "camera frame with one face")
+    wait_for(page, status, "camera frame with one face", server)
     page.wait_for_timeout(3000)
     fps = int(re.search(r"\((\d+) frames/s\)", status.inner_text()).group(1))
     rows = table_rows(page.get_by_role("tabpanel"))

@@ -56,12 +56,27 @@ def grab_screen(display: str) -> np.ndarray:
     return np.ascontiguousarray(rows[:, : width * pixel_bytes].reshape(height, width, pixel_bytes)[:, :, :3])
 
 
-def _difference(screen: np.ndarray, annotated: np.ndarray) -> float:
-    """Mean absolute difference between the annotated frame and the screen's top-left corner (no window manager)."""
-    height, width = annotated.shape[:2]
-    shown = screen[:height, :width]
-    if shown.shape != annotated.shape:
-        return float("inf")
+def _window_area(display: str, window: str) -> tuple[int, int, int, int] | None:
+    """Where the window lies on the screen, as (x, y, width, height); None until X knows it."""
+    output = _x(display, "xdotool", "getwindowgeometry", "--shell", window)
+    shell = dict(line.split("=", 1) for line in output.split() if "=" in line)
+    try:
+        x, y, width, height = (int(shell[key]) for key in ("X", "Y", "WIDTH", "HEIGHT"))
+    except KeyError:
+        return None
+    return (x, y, width, height) if width > 1 and height > 1 else None
+
+
+def _shown_in_window(screen: np.ndarray, area: tuple[int, int, int, int], size: tuple[int, int]) -> np.ndarray:
+    """The window's part of the screen, at ``size`` (width, height): with no window manager the program alone
+    decides where its window goes and how large, and Qt may round the size it was asked for."""
+    x, y, width, height = area
+    return cv2.resize(screen[y:y + height, x:x + width], size, interpolation=cv2.INTER_AREA)
+
+
+def _difference(screen: np.ndarray, annotated: np.ndarray, area: tuple[int, int, int, int]) -> float:
+    """Mean absolute difference between the annotated frame and what the window shows of it."""
+    shown = _shown_in_window(screen, area, (annotated.shape[1], annotated.shape[0]))
     return float(np.abs(shown.astype(np.int16) - annotated).mean())
 
 
@@ -81,15 +96,22 @@ def test_window_shows_the_annotated_frame_and_keys_work(display: str, media: Pat
         [sys.executable, "main.py", "--source", str(media / "two_people.jpg"), "--screenshot-dir", str(shots)],
         cwd=REPO, env={**os.environ, "DISPLAY": display}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        window = _wait_for(lambda: _x(display, "xdotool", "search", "--name", "Expressions").split("\n")[0], 90)
+        window = _wait_for(lambda: _x(display, "xdotool", "search", "--onlyvisible", "--name", "Expressions")
+                           .split("\n")[0], 90)
         assert window, "no window appeared"
         _x(display, "xdotool", "windowfocus", "--sync", window, "key", "s")
         saved = _wait_for(lambda: list(shots.glob("*.png")), 30)
         assert saved and len(saved) == 1
         annotated = cv2.imread(str(saved[0]))
-        screen = _wait_for(lambda: (lambda grab: grab if _difference(grab, annotated) < 8.0 else None)(
+        area = _wait_for(lambda: _window_area(display, window), 30)
+        screen = _wait_for(lambda: (lambda grab: grab if _difference(grab, annotated, area) < 8.0 else None)(
             grab_screen(display)), 30)
-        assert screen is not None, f"the screen never showed the annotated frame ({_difference(grab_screen(display), annotated):.1f})"
+        if screen is None:
+            last = grab_screen(display)
+            cv2.imwrite(str(tmp_path / "screen.png"), last)
+            raise AssertionError(f"the window at {area} never showed the {annotated.shape[1]}x{annotated.shape[0]} "
+                                 f"annotated frame (difference {_difference(last, annotated, area):.1f}; the screen "
+                                 f"is in {tmp_path / 'screen.png'})")
         _x(display, "xdotool", "windowfocus", "--sync", window, "key", "q")
         process.wait(timeout=30)
     finally:
@@ -97,7 +119,7 @@ def test_window_shows_the_annotated_frame_and_keys_work(display: str, media: Pat
             process.kill()
     assert process.returncode == 0, process.stderr.read()[-3000:]
     original = cv2.imread(str(media / "two_people.jpg"))
-    shown = screen[: original.shape[0], : original.shape[1]]
+    shown = _shown_in_window(screen, area, (original.shape[1], original.shape[0]))
     changed = np.abs(shown.astype(np.int16) - original).max(axis=2) > 40
     assert changed.mean() > 0.002, "the window shows the photo without annotations"
     class_colours = np.array([CLASS_COLOURS["happy"], CLASS_COLOURS["sad"], UNCERTAIN_COLOUR], dtype=np.int16)

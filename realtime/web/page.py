@@ -84,7 +84,7 @@ def live_faces(context: WebRtcStreamerContext, classes: list[str]) -> None:
     while the camera tab is open)."""
     processor = context.video_processor if context.state.playing else None
     if not isinstance(processor, LiveAnnotator):
-        st.caption("Press Start: the annotated picture appears here, and its faces as text below it.")
+        st.caption("Connecting to the camera.")
         return
     faces, fps = processor.snapshot()
     rate = "starting" if fps is None else f"{fps:.0f} frames/s"
@@ -101,7 +101,13 @@ def camera_tab(service: WebService) -> None:
         rtc_configuration=NO_ICE_SERVERS, media_stream_constraints={"video": True, "audio": False},
         translations=CAMERA_MESSAGES, async_processing=True)
     st.caption(CAMERA_REFUSED_HINT)
-    live_faces(context, service.classes)
+    # The once-a-second text runs only while the camera plays: an idle tab has nothing to refresh, and each
+    # refresh is a run during which a press of Start would reach a page that is busy (in one CI run a press
+    # came to nothing, while these refreshes went on).
+    if context.state.playing:
+        live_faces(context, service.classes)
+    else:
+        st.caption("Press Start: the annotated picture appears here, and its faces as text below it.")
 
 
 def main() -> None:
