@@ -104,8 +104,11 @@ def test_window_shows_the_annotated_frame_and_keys_work(display: str, media: Pat
         assert saved and len(saved) == 1
         annotated = cv2.imread(str(saved[0]))
         area = _wait_for(lambda: _window_area(display, window), 30)
-        screen = _wait_for(lambda: (lambda grab: grab if _difference(grab, annotated, area) < 8.0 else None)(
-            grab_screen(display)), 30)
+        def screen_showing_it():
+            grab = grab_screen(display)
+            return grab if _difference(grab, annotated, area) < 8.0 else None
+
+        screen = _wait_for(screen_showing_it, 30)
         if screen is None:
             last = grab_screen(display)
             cv2.imwrite(str(tmp_path / "screen.png"), last)
