@@ -96,6 +96,10 @@ def _train_parser() -> argparse.ArgumentParser:
                         help="export the auxiliary classes' summed probability as one more class NAME, so a face "
                              "showing none of --classes is said to, not forced into one of them (default with crowd "
                              "votes: other; 'none' for no such class)")
+    parser.add_argument("--teachers", type=Path, nargs="+", default=[], metavar="MODEL",
+                        help="distil these trained .keras networks (e.g. runs/*/best.keras of other seeds) into "
+                             "the new one: it learns from the labels and from their mean logits on each augmented "
+                             "batch (teachers need the same classes and auxiliary classes)")
     parser.add_argument("--labels", choices=["auto", "votes", "majority", "folders"], default="auto",
                         help="training targets: the crowd's vote distribution per face (votes), its majority, or "
                              "the folder a face is in; auto means votes when DIR has ferplus_votes.csv "
@@ -310,6 +314,9 @@ def _training_data_card(config, train_counts: dict, val_set: FaceDataset, report
     if config.faces == "photos":
         framing = CropFraming()
         data["face_finding"] = {"detector": config.detector, "crop_scale": framing.scale, "crop_shift": framing.shift_y}
+    if config.teachers:
+        data["distillation"] = {"teachers": [os.path.relpath(teacher, REPO) for teacher in config.teachers],
+                                "weight": config.distill_weight, "temperature": config.distill_temperature}
     if config.init:
         data["init"] = {"model": os.path.relpath(config.init, REPO), "head_epochs": config.head_epochs,
                         "frozen": "every layer but the output layer for head_epochs epochs; batch-norm layers "
@@ -461,6 +468,7 @@ def _new_config(args: argparse.Namespace, argv: list[str]) -> TrainConfig:
         classes=classes, aux_classes=aux_classes, other_class=other_class, data=str(args.data), seed=args.seed,
         limit_per_class=args.limit_per_class, labels=labels, faces=args.faces, detector=args.detector,
         face_cache=str(args.face_cache), init=None if init is None else str(init), input=spec,
+        teachers=[str(teacher.resolve()) for teacher in args.teachers],
         command=shlex.join(["python", "train.py", *argv]))
 
 

@@ -38,6 +38,9 @@ class TrainConfig:
     init: str | None = None  # the .keras model training starts from; None: random weights
     head_epochs: int = 0  # first epochs that train the output layer alone, every other layer frozen
     head_learning_rate: float = 0.05
+    teachers: list[str] = field(default_factory=list)  # .keras networks distilled into this one; empty: none
+    distill_weight: float = 0.7  # the teachers' share of the loss (model.distill)
+    distill_temperature: float = 2.0
     input: InputSpec = field(default_factory=InputSpec)
     command: str = ""
 

@@ -22,6 +22,7 @@ import tensorflow as tf
 from model.augment import augment_batch
 from model.card import CardError, ModelCard, card_path_for
 from model.data import FaceDataset
+from model.distill import DistillationLoss, label_accuracy, load_teachers, with_teacher_logits
 from model.export import merged_log_probs, predict_logits
 from model.network import build_network
 from model.preprocess import InputSpec, renormalize_batch
@@ -154,11 +155,13 @@ def _compile(model: keras.Model, config: TrainConfig, steps_per_epoch: int, stag
         learning_rate=_schedule(config, steps_per_epoch, stage), momentum=0.9, nesterov=True,
         weight_decay=config.weight_decay,
     )
-    model.compile(
-        optimizer=optimizer,
-        loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.label_smoothing),
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-    )
+    if config.teachers:
+        loss = DistillationLoss(config.distill_weight, config.distill_temperature, config.label_smoothing)
+        accuracy = keras.metrics.MeanMetricWrapper(label_accuracy, name="accuracy")
+    else:
+        loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.label_smoothing)
+        accuracy = keras.metrics.CategoricalAccuracy(name="accuracy")
+    model.compile(optimizer=optimizer, loss=loss, metrics=[accuracy])
 
 
 def _augment(images: tf.Tensor, spec) -> tf.Tensor:
@@ -170,14 +173,22 @@ def _augment(images: tf.Tensor, spec) -> tf.Tensor:
     return tf.ensure_shape(renormalized, augmented.shape)
 
 
-def _epoch_dataset(train_set: FaceDataset, config: TrainConfig, epoch: int) -> tf.data.Dataset:
+def _augmented_batch(images: tf.Tensor, targets: tf.Tensor, spec: InputSpec,
+                     teachers: list[keras.Model]) -> tuple[tf.Tensor, tf.Tensor]:
+    """One augmented batch; with teachers, their logits on this very batch are appended to the targets."""
+    augmented = _augment(images, spec)
+    return augmented, (with_teacher_logits(augmented, targets, teachers) if teachers else targets)
+
+
+def _epoch_dataset(train_set: FaceDataset, config: TrainConfig, epoch: int,
+                   teachers: list[keras.Model]) -> tf.data.Dataset:
     keras.utils.set_random_seed(config.seed + epoch)
     order = np.random.default_rng(config.seed + epoch).permutation(len(train_set))
     targets = train_set.target_matrix(len(config.classes) + len(config.aux_classes))[order]
     return (
         tf.data.Dataset.from_tensor_slices((train_set.images[order], targets))
         .batch(config.batch_size, drop_remainder=True)
-        .map(lambda x, y: (_augment(x, config.input), y), num_parallel_calls=1)
+        .map(lambda x, y: _augmented_batch(x, y, config.input, teachers), num_parallel_calls=1)
         .prefetch(2)
     )
 
@@ -215,12 +226,17 @@ def train(config: TrainConfig, train_set: FaceDataset, val_set: FaceDataset, run
         state = TrainState()
         model = _initial_network(config)
         _compile(model, config, steps_per_epoch, "head" if config.head_epochs else "all")
+    outputs = len(config.classes) + len(config.aux_classes)
+    teachers = load_teachers(config.teachers, outputs, model.input_shape[1:]) if config.teachers else []
+    if teachers:
+        print(f"distilling from {len(teachers)} teacher(s): {', '.join(config.teachers)} (weight "
+              f"{config.distill_weight:g} at temperature {config.distill_temperature:g})", flush=True)
     verbose = 1 if sys.stdout.isatty() else 2
     for epoch in range(state.epochs_done, 0 if state.finished else config.epochs):
         if config.head_epochs and epoch == config.head_epochs:
             _compile(model, config, steps_per_epoch, "all")
         started = time.monotonic()
-        fitted = model.fit(_epoch_dataset(train_set, config, epoch), epochs=epoch + 1, initial_epoch=epoch,
+        fitted = model.fit(_epoch_dataset(train_set, config, epoch, teachers), epochs=epoch + 1, initial_epoch=epoch,
                            verbose=verbose)
         val_accuracy, val_loss = _validate(model, val_set, config)
         record = {

@@ -101,6 +101,19 @@ def test_too_few_images_for_a_batch_and_bad_numbers_end_with_one_sentence(tmp_pa
         assert f"argument {option}" in bad.stderr.splitlines()[-1]
 
 
+VOTED_FOLDERS = ["happy", "sad", "neutral", "surprise", "angry"]
+
+
+def _voted_subset(tmp_path: Path) -> Path:
+    """A few real FER2013 faces per expression folder, with the crowd's votes beside them."""
+    data = tmp_path / "fer"
+    data.mkdir()
+    (data / "ferplus_votes.csv").symlink_to(require(FER / "ferplus_votes.csv"))
+    link_subset(FER / "train", data / "train", VOTED_FOLDERS, 60)
+    link_subset(FER / "val", data / "val", VOTED_FOLDERS, 40)
+    return data
+
+
 def test_a_vote_trained_model_exports_other_expressions_as_one_class(tmp_path: Path):
     """Trained on the crowd's votes over every expression, the model draws happy, sad and neutral, and keeps
     what the crowd would call surprise, anger, fear... as ``other`` rather than renormalizing it into the three."""
@@ -109,12 +122,8 @@ def test_a_vote_trained_model_exports_other_expressions_as_one_class(tmp_path: P
     from model.export import predict_logits
     from model.votes import EXPRESSIONS
 
-    data = tmp_path / "fer"
-    data.mkdir()
-    (data / "ferplus_votes.csv").symlink_to(require(FER / "ferplus_votes.csv"))
-    folders = ["happy", "sad", "neutral", "surprise", "angry"]
-    link_subset(FER / "train", data / "train", folders, 60)
-    link_subset(FER / "val", data / "val", folders, 40)
+    data = _voted_subset(tmp_path)
+    folders = VOTED_FOLDERS
     run_dir = tmp_path / "run"
     result = run_cli("train.py", "--data", str(data), "--epochs", "1", "--batch-size", "32", "--run-dir", str(run_dir))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -146,3 +155,58 @@ def test_an_other_class_that_cannot_be_exported_is_one_sentence():
         assert result.returncode == 2 and "Traceback" not in result.stderr
         assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [
             f"error: {expected}" + (" (--aux-classes)" if "merge" in expected else "; choose another")]
+
+
+def test_distillation_loss_is_the_documented_mix_of_cross_entropy_and_softened_kl():
+    import tensorflow as tf
+
+    from model.distill import DistillationLoss, label_accuracy
+
+    rng = np.random.default_rng(0)
+    student, teacher = rng.normal(size=(6, 4)), rng.normal(size=(6, 4))
+    labels = rng.dirichlet(np.ones(4), size=6)
+    weight, temperature, smoothing = 0.7, 2.0, 0.1
+
+    def log_softmax(logits):
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+    smoothed = labels * (1 - smoothing) + smoothing / 4
+    hard = -(smoothed * log_softmax(student)).sum(axis=1)
+    soft_teacher = np.exp(log_softmax(teacher / temperature))
+    kl = (soft_teacher * (log_softmax(teacher / temperature) - log_softmax(student / temperature))).sum(axis=1)
+    expected = ((1 - weight) * hard + weight * temperature ** 2 * kl).mean()
+    loss = DistillationLoss(weight, temperature, smoothing)
+    y_true = tf.constant(np.concatenate([labels, teacher], axis=1), tf.float32)
+    assert np.isclose(float(loss(y_true, tf.constant(student, tf.float32))), expected, rtol=1e-5)
+    same = tf.constant(np.concatenate([labels, student], axis=1), tf.float32)
+    assert np.isclose(float(DistillationLoss(1.0, temperature)(same, tf.constant(student, tf.float32))), 0.0, atol=1e-6)
+    accuracy = label_accuracy(y_true, tf.constant(student, tf.float32)).numpy()
+    assert np.array_equal(accuracy, (labels.argmax(axis=1) == student.argmax(axis=1)).astype(np.float32))
+
+
+def test_a_distilled_run_learns_from_its_teacher_resumes_and_says_so_on_its_card(tmp_path: Path):
+    data = _voted_subset(tmp_path)
+    teacher = "model/happy_sad_neutral.keras"
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "train.py", "--data", str(data), "--epochs", "3", "--batch-size", "32",
+               "--teachers", teacher, "--run-dir", str(run_dir)]
+    interrupted = kill_after_first_epoch(command, run_dir)
+    assert 1 <= interrupted["epochs_done"] < 3
+    result = run_cli("train.py", "--resume", str(run_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "distilling from 1 teacher(s)" in result.stdout and "resuming" in result.stdout
+    finished = json.loads((run_dir / "state.json").read_text())
+    assert finished["history"][: interrupted["epochs_done"]] == interrupted["history"]
+    assert all(np.isfinite(record["loss"]) and 0 <= record["accuracy"] <= 1 for record in finished["history"])
+    card = ModelCard.load(run_dir / "happy_sad_neutral.json")
+    assert card.training_data["distillation"] == {"teachers": [teacher], "weight": 0.7, "temperature": 2.0}
+    assert card.metrics["validation"]["keras_tflite_agreement"] >= 0.995
+
+
+def test_a_teacher_with_other_outputs_is_refused_in_one_sentence(tmp_path: Path):
+    data = _voted_subset(tmp_path)
+    result = run_cli("train.py", "--data", str(data), "--epochs", "1", "--teachers", "model/happy_sad.keras",
+                     "--run-dir", str(tmp_path / "run"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: teacher model/happy_sad.keras maps (48, 48, 1) to 3")
