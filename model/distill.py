@@ -4,8 +4,9 @@ An ensemble of a few networks beats any one of them on FER2013 (its labels are n
 ../shared/docs/DESIGN.md), but running several networks per face costs their sum at run time.
 Distillation carries most of that gain into one network of the shipped size: each training batch
 is augmented once, the teachers see that very batch, and the student's loss mixes cross-entropy to
-the labels with the KL divergence to the teachers' mean logits, both softened by a temperature so
-that the teachers' second and third choices (a sad face's neutral share) are learned too.
+the labels with the KL divergence from the teachers' mean logits, where teacher and student are both
+softened by a temperature so that the teachers' second and third choices (a sad face's neutral
+share) are learned too.
 
 The teachers' logits travel beside the labels in the target tensor, so a plain ``model.fit`` (and
 its checkpoints and resuming) trains the student.
