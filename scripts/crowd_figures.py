@@ -12,6 +12,9 @@ FER2013's folders say what one annotator chose. This prints, as the live pipelin
   accuracy, ROC AUC and ECE;
 - the full model over its own classes, on the faces whose strict crowd majority is one of them (for a
   model with an ``other`` class, any expression it does not draw counts as that): accuracy and ECE.
+
+``--sad-bias B`` asks what a bias towards sad would trade: P(sad) is multiplied by e^B and the
+probabilities renormalized before anything is drawn or scored (a what-if; no shipped model has one).
 """
 
 from __future__ import annotations
@@ -66,15 +69,24 @@ def _happy_vs_sad(probs: np.ndarray, is_happy: np.ndarray, classes: list[str]) -
             "ece": round(expected_calibration_error(labels, pair), 4)}
 
 
-def crowd_figures(classifier: ExpressionClassifier, data: Path, split: str) -> dict:
+def _with_bias(probs: np.ndarray, column: int, bias: float) -> np.ndarray:
+    """``probs`` with one class's probability scaled by e^bias, renormalized: a bias on that class's logit."""
+    biased = probs.copy()
+    biased[:, column] *= np.exp(bias)
+    return biased / biased.sum(axis=1, keepdims=True)
+
+
+def crowd_figures(classifier: ExpressionClassifier, data: Path, split: str, sad_bias: float = 0.0) -> dict:
     probs, folders, face_votes = _load(data, split, classifier)
     classes, threshold = classifier.classes, classifier.card.min_confidence
+    if sad_bias:
+        probs = _with_bias(probs, classes.index("sad"), sad_bias)
     voted = [v for v in face_votes if v is not None]
     agreed = {name: np.array([v is not None and v.share(name) >= AGREEMENT for v in face_votes])
               for name in ("neutral", "happy", "sad")}
     majority = np.array([v.majority() if v is not None else None for v in face_votes], dtype=object)
     report = {"model": str(classifier.model_path), "split": split, "faces": len(probs), "with_votes": len(voted),
-              "min_confidence": threshold}
+              "min_confidence": threshold, "sad_bias": sad_bias}
     report["drawn_by_agreement"] = {f"{name}>={AGREEMENT}": _shares(probs[mask], classes, threshold)
                                     for name, mask in agreed.items()}
     report["drawn_by_majority"] = {name: _shares(probs[majority == name], classes, threshold)
@@ -98,7 +110,8 @@ def crowd_figures(classifier: ExpressionClassifier, data: Path, split: str) -> d
 
 def _print(report: dict) -> None:
     print(f"{report['model']} on {report['split']}: {report['faces']} faces, {report['with_votes']} with crowd votes; "
-          f"drawn = label at >= {report['min_confidence']}")
+          f"drawn = label at >= {report['min_confidence']}"
+          + (f"; P(sad) x e^{report['sad_bias']:g}, renormalized" if report["sad_bias"] else ""))
     for title, key in (("faces that >= 6 of 10 people call ...", "drawn_by_agreement"),
                        ("faces whose strict crowd majority is ...", "drawn_by_majority")):
         print(title)
@@ -115,9 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="FER2013 folder with ferplus_votes.csv")
     parser.add_argument("--split", default="val")
+    parser.add_argument("--sad-bias", type=float, default=0.0, metavar="B",
+                        help="what-if: multiply P(sad) by e^B and renormalize before drawing (default: 0, none)")
     parser.add_argument("--json", action="store_true", help="one JSON object on the last line")
     args = parser.parse_args(argv)
-    report = crowd_figures(ExpressionClassifier(args.model), args.data, args.split)
+    report = crowd_figures(ExpressionClassifier(args.model), args.data, args.split, args.sad_bias)
     if args.json:
         print(json.dumps(report))
     else:
