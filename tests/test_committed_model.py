@@ -61,6 +61,15 @@ def test_happy_and_sad_faces_are_drawn_as_most_people_see_them(crowd: dict):
     assert crowd["own_classes_crowd_majority"]["ece"] <= 0.03
 
 
+def test_a_bias_towards_sad_buys_sad_faces_only_with_calm_ones(crowd: dict):
+    """crowd_figures --sad-bias: the what-if the README cites for leaving the model unbiased."""
+    biased = _last_json(run_cli("scripts/crowd_figures.py", "--sad-bias", "1", "--json"))
+    assert biased["sad_bias"] == 1.0 and crowd["sad_bias"] == 0.0
+    gained = biased["drawn_by_agreement"]["sad>=6"]["sad"] - crowd["drawn_by_agreement"]["sad>=6"]["sad"]
+    cost = biased["drawn_by_agreement"]["neutral>=6"]["sad"] - crowd["drawn_by_agreement"]["neutral>=6"]["sad"]
+    assert gained > 0.05 and cost > 0.02
+
+
 @pytest.mark.parametrize("expression", ["surprise", "angry", "fear"])
 def test_other_expressions_are_not_drawn_confidently_happy_or_sad(crowd: dict, expression: str):
     shares = crowd["drawn_by_majority"][expression]
