@@ -209,4 +209,5 @@ def test_a_teacher_with_other_outputs_is_refused_in_one_sentence(tmp_path: Path)
     result = run_cli("train.py", "--data", str(data), "--epochs", "1", "--teachers", "model/happy_sad.keras",
                      "--run-dir", str(tmp_path / "run"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("error: teacher model/happy_sad.keras maps (48, 48, 1) to 3")
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: teacher ") and "happy_sad.keras maps (48, 48, 1) to 3 outputs; the student" in last

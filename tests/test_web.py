@@ -345,14 +345,26 @@ def grab_video_frame(camera) -> np.ndarray:
     return cv2.imdecode(np.frombuffer(base64.b64decode(data_url.split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR)
 
 
+def _mediapipe_threads_settle(server: Server, expected: int, timeout_s: float = 60) -> bool:
+    """Wait until the server runs no more MediaPipe graph threads than ``expected``: a stream's detector is
+    closed on the server's own time after its tab stops (sooner on an idle machine, later on a busy one)."""
+    deadline = time.monotonic() + timeout_s
+    while server.threads_and_rss_mb()[1] > expected:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
+
+
 def test_the_live_camera_comes_back_annotated_and_a_closed_tab_leaves_no_worker(visitor, server: Server,
                                                                                 fake_camera_clip: Path, detector):
+    idle_mediapipe = server.threads_and_rss_mb()[1]
     warm_up = open_page(visitor, server)
     camera = start_camera(warm_up)
     wait_for(warm_up, warm_up.get_by_text(re.compile(r"in the camera \(\d+ frames/s\)")), "camera frame", server)
     camera.get_by_role("button", name="Stop").click()
     warm_up.close()
-    time.sleep(2)
+    assert _mediapipe_threads_settle(server, idle_mediapipe), "Stop left the warm-up stream's detector open"
     threads_before, mediapipe_before, rss_before = server.threads_and_rss_mb()
 
     page = open_page(visitor, server)
@@ -373,9 +385,7 @@ def test_the_live_camera_comes_back_annotated_and_a_closed_tab_leaves_no_worker(
     assert server.threads_and_rss_mb()[1] > mediapipe_before
 
     page.close()  # no Stop: the server learns it from WebRTC's consent checks, which lapse within about 30 s
-    deadline = time.monotonic() + 60
-    while server.threads_and_rss_mb()[1] > mediapipe_before and time.monotonic() < deadline:
-        time.sleep(0.5)
+    assert _mediapipe_threads_settle(server, mediapipe_before), "the closed tab's detector is still open"
     time.sleep(1)
     threads_after, mediapipe_after, rss_after = server.threads_and_rss_mb()
     assert mediapipe_after == mediapipe_before, "the closed tab's detector is still open"
