@@ -386,9 +386,15 @@ def test_the_live_camera_comes_back_annotated_and_a_closed_tab_leaves_no_worker(
 
     page.close()  # no Stop: the server learns it from WebRTC's consent checks, which lapse within about 30 s
     assert _mediapipe_threads_settle(server, mediapipe_before), "the closed tab's detector is still open"
-    time.sleep(1)
-    threads_after, mediapipe_after, rss_after = server.threads_and_rss_mb()
-    assert mediapipe_after == mediapipe_before, "the closed tab's detector is still open"
+    # The stream's own threads end and hand their memory back a moment after its detector closes, later on a
+    # busy machine: allow them a few seconds before judging.
+    deadline = time.monotonic() + 10
+    while True:
+        threads_after, _, rss_after = server.threads_and_rss_mb()
+        settled = threads_after <= threads_before + 2 and rss_after < rss_before + 40
+        if settled or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     assert threads_after <= threads_before + 2, f"{threads_before} threads before the stream, {threads_after} after"
     assert rss_after < rss_before + 40, f"memory {rss_before:.0f} MB before the stream, {rss_after:.0f} MB after"
 
