@@ -33,9 +33,8 @@ NOISE_PROBABILITY = 0.2
 MAX_NOISE_STD = 0.06
 JPEG_PROBABILITY = 0.2
 JPEG_QUALITY = (10, 60)
-ERASE_PROBABILITY = 0.5
-ERASE_AREA = (0.03, 0.25)
-ERASE_CENTRE_MARGIN = 0.15  # an occluder's centre lies on the face, not in the crop's border
+ERASE_PROBABILITY = 0.4
+ERASE_AREA = (0.02, 0.2)
 
 
 def _uniform(batch_size, low: float, high: float) -> tf.Tensor:
@@ -134,19 +133,13 @@ def _jpeg(images: tf.Tensor, batch_size) -> tf.Tensor:
 
 
 def _occlusion(images: tf.Tensor, batch_size, size: int) -> tf.Tensor:
-    """Cover a random rectangle in half of the images, with noise or a flat tone (a hand, a cup, hair).
-
-    The rectangle's centre falls inside the face rather than anywhere in the crop: a patch over the
-    crop's border hides nothing the network needs, while a hand over the mouth or a cup over the chin
-    is what real video shows, so the network has to learn to read the eyes alone too.
-    """
+    """Cover a random rectangle in half of the images, with noise or a flat tone (a hand, a cup, hair)."""
     area = _uniform(batch_size, *ERASE_AREA) * size * size
     log_aspect = _uniform(batch_size, math.log(0.3), math.log(3.3))
     height = tf.clip_by_value(tf.sqrt(area * tf.exp(log_aspect)), 1.0, size)
     width = tf.clip_by_value(tf.sqrt(area / tf.exp(log_aspect)), 1.0, size)
-    low, high = ERASE_CENTRE_MARGIN * size, (1.0 - ERASE_CENTRE_MARGIN) * size
-    top = _uniform(batch_size, low, high) - height / 2.0
-    left = _uniform(batch_size, low, high) - width / 2.0
+    top = tf.random.uniform([batch_size]) * (size - height)
+    left = tf.random.uniform([batch_size]) * (size - width)
     coords = tf.range(size, dtype=tf.float32)
     rows = (coords[None, :] >= top[:, None]) & (coords[None, :] < (top + height)[:, None])
     cols = (coords[None, :] >= left[:, None]) & (coords[None, :] < (left + width)[:, None])
