@@ -143,7 +143,9 @@ def test_a_vote_trained_model_exports_other_expressions_as_one_class(tmp_path: P
     every = np.exp(scaled - scaled.max(axis=1, keepdims=True))
     every /= every.sum(axis=1, keepdims=True)
     expected = np.concatenate([every[:, :3], every[:, 3:].sum(axis=1, keepdims=True)], axis=1)
-    assert np.allclose(probs, expected, atol=1e-4)
+    # LiteRT's kernels sum in another order than TensorFlow's: the two runtimes differ by about 1e-4 here (seen
+    # up to 1.1e-4 in CI), while renormalizing instead of summing the rest would move probabilities by ~0.1.
+    assert np.allclose(probs, expected, atol=1e-3)
     assert card.metrics["validation"]["keras_tflite_agreement"] >= 0.995
 
 
