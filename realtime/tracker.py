@@ -70,8 +70,8 @@ class SceneCuts:
     _previous: np.ndarray | None = None
 
     def is_cut(self, image: np.ndarray) -> bool:
-        # Bilinear to 128x72 first (samples, cheap), then area-averaged: a third of the cost of one area resize
-        # of the full frame, with the same measure on the clip to three decimals.
+        # Bilinear to 128x72 first (it samples pixels, so it is cheap), then area-averaged: cheaper than one area
+        # resize of the full frame, and the thumbnail still averages over the whole picture.
         coarse = cv2.resize(image, (128, 72), interpolation=cv2.INTER_LINEAR)
         thumbnail = cv2.resize(coarse, (32, 18), interpolation=cv2.INTER_AREA).astype(np.float32)
         previous, self._previous = self._previous, thumbnail

@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from realtime.api import DEFAULT_MODEL, ExpressionDetector  # noqa: E402
+from scripts import run_script  # noqa: E402
 
 CLIP = REPO.parent / "shared" / "media" / "short_hamilton_clip.mp4"
 SCENES = {"speaker (frames 0-210)": range(0, 211), "audience (frames 211-274)": range(211, 275)}
@@ -59,4 +60,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

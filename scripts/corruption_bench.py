@@ -31,6 +31,7 @@ from model.preprocess import faces_to_batch, to_gray_uint8  # noqa: E402
 from model.votes import load_votes, votes_for  # noqa: E402
 from realtime.api import DEFAULT_MODEL  # noqa: E402
 from realtime.classifier import ExpressionClassifier  # noqa: E402
+from scripts import run_script  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "fer2013"
 
@@ -136,4 +137,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -35,6 +35,7 @@ from model.preprocess import face_to_input  # noqa: E402
 from model.votes import EXPRESSIONS, load_votes, votes_for  # noqa: E402
 from realtime.api import DEFAULT_MODEL  # noqa: E402
 from realtime.classifier import ExpressionClassifier  # noqa: E402
+from scripts import run_script  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "fer2013"
 AGREEMENT = 6  # "6 or more of 10 people"
@@ -132,7 +133,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="what-if: multiply P(sad) by e^B and renormalize before drawing (default: 0, none)")
     parser.add_argument("--json", action="store_true", help="one JSON object on the last line")
     args = parser.parse_args(argv)
-    report = crowd_figures(ExpressionClassifier(args.model), args.data, args.split, args.sad_bias)
+    classifier = ExpressionClassifier(args.model)
+    if args.sad_bias and "sad" not in classifier.classes:
+        parser.error(f"--sad-bias needs a model with a sad class; {args.model} has {', '.join(classifier.classes)}")
+    report = crowd_figures(classifier, args.data, args.split, args.sad_bias)
     if args.json:
         print(json.dumps(report))
     else:
@@ -141,4 +145,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

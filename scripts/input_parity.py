@@ -32,6 +32,7 @@ from model.metrics import drawn_counts, roc_auc  # noqa: E402
 from model.preprocess import faces_to_batch  # noqa: E402
 from realtime.api import DEFAULT_MODEL, ExpressionDetector  # noqa: E402
 from realtime.detector import FaceDetector, crop_face, largest_face  # noqa: E402
+from scripts import run_script  # noqa: E402
 from scripts.audience import CLIP, SCENES  # noqa: E402
 
 GENKI = REPO.parent / "shared" / "data" / "genki4k_dev"
@@ -112,4 +113,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

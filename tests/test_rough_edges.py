@@ -261,3 +261,10 @@ def test_screenshots_of_stills_match_the_api(media: Path, tmp_path: Path):
         image = cv2.imread(str(media / "two_people.jpg"))
         expected = detector.annotate(image, detector.detect(image))
     assert np.array_equal(cv2.imread(str(tmp_path / "screenshots" / "two_people_000001.png")), expected)
+
+
+@pytest.mark.parametrize("script", ["crowd_figures", "corruption_bench", "audience", "input_parity"])
+def test_a_measurement_script_given_a_missing_model_says_so_in_one_sentence(script: str, tmp_path: Path):
+    result = run_cli(f"scripts/{script}.py", "--model", str(tmp_path / "missing.tflite"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == f"error: model file {tmp_path / 'missing.tflite'} does not exist"

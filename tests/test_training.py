@@ -12,8 +12,9 @@ import numpy as np
 from model.card import ModelCard
 from realtime.classifier import ExpressionClassifier
 from model.data import load_class_folders
-from tests.conftest import FER, kill_after_first_epoch, link_subset, require, run_cli
+from tests.conftest import FER, REPO, kill_after_first_epoch, link_subset, require, run_cli
 
+DEFAULT_KERAS = REPO / "model" / "happy_sad_neutral.keras"
 TINY = ["--classes", "happy", "sad", "--epochs", "1", "--batch-size", "32", "--aux-classes"]
 
 
@@ -185,6 +186,24 @@ def test_distillation_loss_is_the_documented_mix_of_cross_entropy_and_softened_k
     assert np.isclose(float(DistillationLoss(1.0, temperature)(same, tf.constant(student, tf.float32))), 0.0, atol=1e-6)
     accuracy = label_accuracy(y_true, tf.constant(student, tf.float32)).numpy()
     assert np.array_equal(accuracy, (labels.argmax(axis=1) == student.argmax(axis=1)).astype(np.float32))
+
+
+def test_the_teacher_sees_the_very_augmented_batch_the_student_learns_from(tmp_path: Path):
+    """The targets of a distilled batch are the labels, then the teachers' logits on that batch as augmented."""
+    import keras
+
+    from model.training import _augmented_batch
+
+    teacher = keras.models.load_model(DEFAULT_KERAS, safe_mode=True)
+    card = ModelCard.load(DEFAULT_KERAS.with_suffix(".json"))
+    data = link_subset(require(FER / "val"), tmp_path / "val", ["happy"], 32)
+    images = load_class_folders(data, ["happy"], card.input).images
+    targets = np.eye(8, dtype=np.float32)[np.zeros(len(images), dtype=np.int64)]
+    augmented, distilled = (np.asarray(t) for t in _augmented_batch(images, targets, card.input, [teacher]))
+    assert distilled.shape == (len(images), 16)
+    assert np.array_equal(distilled[:, :8], targets)
+    assert np.allclose(distilled[:, 8:], teacher(augmented, training=False), atol=1e-5)
+    assert not np.allclose(distilled[:, 8:], teacher(images, training=False), atol=1e-2)
 
 
 def test_a_distilled_run_learns_from_its_teacher_resumes_and_says_so_on_its_card(tmp_path: Path):

@@ -67,17 +67,15 @@ def _window_area(display: str, window: str) -> tuple[int, int, int, int] | None:
     return (x, y, width, height) if width > 1 and height > 1 else None
 
 
-def _shown_in_window(screen: np.ndarray, area: tuple[int, int, int, int], size: tuple[int, int]) -> np.ndarray:
-    """The window's part of the screen, at ``size`` (width, height): with no window manager the program alone
-    decides where its window goes and how large, and Qt may round the size it was asked for."""
+def _shown_in_window(screen: np.ndarray, area: tuple[int, int, int, int]) -> np.ndarray:
+    """The window's part of the screen: with no window manager the program alone decides where it goes."""
     x, y, width, height = area
-    return cv2.resize(screen[y:y + height, x:x + width], size, interpolation=cv2.INTER_AREA)
+    return screen[y:y + height, x:x + width]
 
 
 def _difference(screen: np.ndarray, annotated: np.ndarray, area: tuple[int, int, int, int]) -> float:
     """Mean absolute difference between the annotated frame and what the window shows of it."""
-    shown = _shown_in_window(screen, area, (annotated.shape[1], annotated.shape[0]))
-    return float(np.abs(shown.astype(np.int16) - annotated).mean())
+    return float(np.abs(_shown_in_window(screen, area).astype(np.int16) - annotated).mean())
 
 
 def _wait_for(condition, seconds: float, interval: float = 0.2):
@@ -104,6 +102,8 @@ def test_window_shows_the_annotated_frame_and_keys_work(display: str, media: Pat
         assert saved and len(saved) == 1
         annotated = cv2.imread(str(saved[0]))
         area = _wait_for(lambda: _window_area(display, window), 30)
+        assert area and area[2:] == (annotated.shape[1], annotated.shape[0]), \
+            f"the window at {area} is not the {annotated.shape[1]}x{annotated.shape[0]} frame's own size"
         def screen_showing_it():
             grab = grab_screen(display)
             return grab if _difference(grab, annotated, area) < 8.0 else None
@@ -122,7 +122,7 @@ def test_window_shows_the_annotated_frame_and_keys_work(display: str, media: Pat
             process.kill()
     assert process.returncode == 0, process.stderr.read()[-3000:]
     original = cv2.imread(str(media / "two_people.jpg"))
-    shown = _shown_in_window(screen, area, (original.shape[1], original.shape[0]))
+    shown = _shown_in_window(screen, area)
     changed = np.abs(shown.astype(np.int16) - original).max(axis=2) > 40
     assert changed.mean() > 0.002, "the window shows the photo without annotations"
     class_colours = np.array([CLASS_COLOURS["happy"], CLASS_COLOURS["sad"], UNCERTAIN_COLOUR], dtype=np.int16)
