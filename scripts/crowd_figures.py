@@ -5,7 +5,9 @@
 The FER+ crowd votes (``ferplus_votes.csv``, ten per face) say what most people see in a face;
 FER2013's folders say what one annotator chose. This prints, as the live pipeline would draw them
 (label at or above the card's ``min_confidence``, otherwise not sure):
-- faces that 6 or more of 10 people call neutral, happy, sad: the share drawn as each label;
+- faces that 6 or more of 10 people call neutral, happy, sad: the share drawn as each label, and
+  for each count of votes from 6 to 10 the share drawn as that very label (does the model grow surer
+  as the crowd does?);
 - faces whose strict crowd majority is another expression (surprise, anger, fear...): the same;
 - happy vs sad, deciding between those two alone (probabilities renormalized over them), on the
   faces whose strict crowd majority is happiness or sadness, and on the folder labels:
@@ -61,6 +63,18 @@ def _shares(probs: np.ndarray, classes: list[str], min_confidence: float) -> dic
     return {"n": len(probs)} | {name: round(count / max(len(probs), 1), 4) for name, count in counts.items()}
 
 
+def _drawn_as_voted(probs: np.ndarray, face_votes: list, name: str, classes: list[str],
+                    min_confidence: float) -> dict:
+    """For each count of ``name`` votes from AGREEMENT to 10: how many faces, and the share drawn ``name``."""
+    counts = np.array([v.share(name) if v is not None else -1 for v in face_votes])
+    shares = {}
+    for votes in range(AGREEMENT, 11):
+        group = probs[counts == votes]
+        if len(group):
+            shares[str(votes)] = {"n": len(group), name: _shares(group, classes, min_confidence)[name]}
+    return shares
+
+
 def _happy_vs_sad(probs: np.ndarray, is_happy: np.ndarray, classes: list[str]) -> dict:
     pair = probs[:, [classes.index("happy"), classes.index("sad")]]
     pair = pair / np.maximum(pair.sum(axis=1, keepdims=True), 1e-12)
@@ -90,6 +104,8 @@ def crowd_figures(classifier: ExpressionClassifier, data: Path, split: str, sad_
               "min_confidence": threshold, "sad_bias": sad_bias}
     report["drawn_by_agreement"] = {f"{name}>={AGREEMENT}": _shares(probs[mask], classes, threshold)
                                     for name, mask in agreed.items()}
+    report["drawn_as_voted"] = {name: _drawn_as_voted(probs, face_votes, name, classes, threshold)
+                                for name in agreed}
     report["drawn_by_majority"] = {name: _shares(probs[majority == name], classes, threshold)
                                    for name in EXPRESSIONS if (majority == name).any()}
     if {"happy", "sad"} <= set(classes):
@@ -119,6 +135,10 @@ def _print(report: dict) -> None:
         for group, shares in report[key].items():
             drawn = ", ".join(f"{name} {share:.1%}" for name, share in shares.items() if name != "n")
             print(f"  {group:>12} (n={shares['n']}): {drawn}")
+    print("drawn as the crowd voted, by how many of 10 voted so:")
+    for name, by_count in report["drawn_as_voted"].items():
+        print(f"  {name:>12}: " + ", ".join(f"{votes} of 10 (n={group['n']}) {group[name]:.1%}"
+                                          for votes, group in by_count.items()))
     for key in ("happy_vs_sad_crowd_majority", "happy_vs_sad_folders", "own_classes_crowd_majority"):
         if key in report:
             print(f"{key}: " + ", ".join(f"{name} {value}" for name, value in report[key].items()))

@@ -70,6 +70,14 @@ def test_a_bias_towards_sad_buys_sad_faces_only_with_calm_ones(crowd: dict):
     assert gained > 0.05 and cost > 0.02
 
 
+@pytest.mark.parametrize("name", ["neutral", "happy", "sad"])
+def test_faces_are_broken_down_by_how_many_people_voted_their_label(crowd: dict, name: str):
+    """drawn_as_voted splits the 6+-vote faces by vote count: the groups add up, and a unanimous face is drawn more often."""
+    by_count = crowd["drawn_as_voted"][name]
+    assert sum(group["n"] for group in by_count.values()) == crowd["drawn_by_agreement"][f"{name}>=6"]["n"]
+    assert by_count["10"][name] > by_count["6"][name]
+
+
 @pytest.mark.parametrize("expression", ["surprise", "angry", "fear"])
 def test_other_expressions_are_not_drawn_confidently_happy_or_sad(crowd: dict, expression: str):
     shares = crowd["drawn_by_majority"][expression]
