@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{report['model']}: {report['faces']} val faces (crowd majority in the model's classes)")
     for name, scores in report["results"].items():
         print(f"  {name:>22}: " + ", ".join(
-            f"{key} {scores[key]:.4f} (-{scores[key + '_drop_points']:.1f} pt)"
+            f"{key} {scores[key]:.4f} ({0.0 - scores[key + '_drop_points']:+.1f} pt)"
             for key in scores if not key.endswith("_points")))
     print("worst drop: " + ", ".join(f"{k} {v:.1f} points" for k, v in report["worst_drop_points"].items()))
     return 0
