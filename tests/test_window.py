@@ -125,7 +125,7 @@ def test_window_shows_the_annotated_frame_and_keys_work(display: str, media: Pat
     shown = _shown_in_window(screen, area)
     changed = np.abs(shown.astype(np.int16) - original).max(axis=2) > 40
     assert changed.mean() > 0.002, "the window shows the photo without annotations"
-    class_colours = np.array([CLASS_COLOURS["happy"], CLASS_COLOURS["sad"], UNCERTAIN_COLOUR], dtype=np.int16)
+    class_colours = np.array([*CLASS_COLOURS.values(), UNCERTAIN_COLOUR], dtype=np.int16)
     label_pixels = (np.abs(shown[:, :, None, :].astype(np.int16) - class_colours).max(axis=3) < 8).any(axis=2)
     assert (label_pixels & changed).sum() > 200, "no box or label in a class (or not-sure) colour on screen"
 
