@@ -12,9 +12,9 @@ each with an empty crops cache so that its time includes finding the faces. RUN 
 The fine-tuned 2,000-photo model is also judged on other people's happy and sad faces: FER2013 val's
 happy crops (as smile) and sad crops (as non_smile), and the smiling portraits in ../shared/media. With
 --withheld DIR (GENKI-4K's even-numbered half, DIR/smile and DIR/non_smile) it is judged there too.
-Prints two tables; every number in them comes from a run's report.json, from ``train.py evaluate --json``,
-or from the clock and the CPU time of the run's process (which, unlike the wall time, does not grow when
-other work shares the cores).
+Prints two tables; every number in them comes from a run's report.json or state.json, from
+``train.py evaluate --json``, or from the clock and the CPU time of the run's process (which, unlike the
+wall time, does not grow when other work shares the cores).
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ def _few_and_rest(genki: Path, out: Path) -> tuple[Path, Path]:
 
 
 def _train(name: str, data: Path, init: bool, out: Path) -> dict:
-    """One train.py run as a user types it, with an empty crops cache; its report.json plus the wall time."""
+    """One train.py run as a user types it, with an empty crops cache: its report.json, the epochs it ran (and its
+    best) from its state.json, the wall time and the CPU time."""
     run_dir, cache = out / name, out / f"cache_{name}"
     shutil.rmtree(run_dir, ignore_errors=True)
     shutil.rmtree(cache, ignore_errors=True)
@@ -74,6 +75,8 @@ def _train(name: str, data: Path, init: bool, out: Path) -> dict:
     if result.returncode != 0:
         raise SystemExit(f"{name} failed (status {result.returncode}); see {out / f'{name}.log'}")
     report = json.loads((run_dir / "report.json").read_text())
+    state = json.loads((run_dir / "state.json").read_text())
+    report["epochs"], report["best_epoch"] = state["epochs_done"], state["best_epoch"]
     report["wall_seconds"] = round(time.monotonic() - started, 1)
     report["cpu_seconds"] = round(_children_cpu_seconds() - cpu_before, 1)
     return report
@@ -139,14 +142,14 @@ def main() -> int:
             judged += [(f"full_init on {label}", _evaluate(model, folder, detect))
                        for label, (folder, detect) in others.items()]
     print("\n| run | photos | faces used | skipped (no face / ambiguous / unreadable) | held-out faces | "
-          "held-out accuracy | balanced | ROC AUC | whole run (wall) | CPU time |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "held-out accuracy | balanced | ROC AUC | epochs (best) | whole run (wall) | CPU time |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, report in reports.items():
         held, skipped = report["held_out"], report["skipped"]
         print(f"| {name} | {sum(report['images_found'].values())} | {sum(report['faces_used'].values())} | "
               f"{skipped['no face']} / {skipped['ambiguous']} / {skipped['unreadable']} | {held['n']} | "
               f"{held['accuracy']:.4f} | {held['balanced_accuracy']:.4f} | {held['roc_auc']:.4f} | "
-              f"{report['wall_seconds'] / 60:.1f} min | {report['cpu_seconds'] / 60:.1f} min |")
+              f"{report['epochs']} ({report['best_epoch']}) | {report['wall_seconds'] / 60:.1f} min | {report['cpu_seconds'] / 60:.1f} min |")
     if judged:
         print("\n| model, judged on | images | accuracy | balanced | ROC AUC |\n|---|---|---|---|---|")
         print("\n".join(_row(label, metrics) for label, metrics in judged))

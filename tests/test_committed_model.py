@@ -72,17 +72,21 @@ def test_a_bias_towards_sad_buys_sad_faces_only_with_calm_ones(crowd: dict):
 
 @pytest.mark.parametrize("name", ["neutral", "happy", "sad"])
 def test_faces_are_broken_down_by_how_many_people_voted_their_label(crowd: dict, name: str):
-    """drawn_as_voted splits the 6+-vote faces by vote count: the groups add up, and a unanimous face is drawn more often."""
-    by_count = crowd["drawn_as_voted"][name]
-    assert sum(group["n"] for group in by_count.values()) == crowd["drawn_by_agreement"][f"{name}>=6"]["n"]
+    """drawn_as_voted splits the 6+-vote faces by vote count: the groups add up to the 6+ figure, counts and
+    shares alike, and a unanimous face is drawn so more often than a 6-of-10 one."""
+    by_count, agreed = crowd["drawn_as_voted"][name], crowd["drawn_by_agreement"][f"{name}>=6"]
+    assert sum(group["n"] for group in by_count.values()) == agreed["n"]
+    drawn = sum(group["n"] * group[name] for group in by_count.values()) / agreed["n"]
+    assert drawn == pytest.approx(agreed[name], abs=1e-3)
     assert by_count["10"][name] > by_count["6"][name]
 
 
-@pytest.mark.parametrize("expression", ["surprise", "angry", "fear"])
-def test_other_expressions_are_not_drawn_confidently_happy_or_sad(crowd: dict, expression: str):
-    """The issue asks for no confident happy or sad here; the README reports the shares (fear: 4 of 65 drawn sad)."""
+@pytest.mark.parametrize(("expression", "most_sad"), [("surprise", 0.05), ("angry", 0.05), ("fear", 0.065)])
+def test_other_expressions_are_not_drawn_confidently_happy_or_sad(crowd: dict, expression: str, most_sad: float):
+    """The issue asks for no confident happy or sad here. Fear has 65 val faces, 4 of them drawn sad (6.2%,
+    README): a fifth would be 7.7%."""
     shares = crowd["drawn_by_majority"][expression]
-    assert shares["happy"] + shares["sad"] <= 0.07
+    assert shares["happy"] <= 0.05 and shares["sad"] <= most_sad
     assert shares["other"] >= 0.5
 
 
