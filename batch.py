@@ -39,6 +39,7 @@ from realtime.batch_jobs import (
     run_batch,
 )
 from realtime.detector import DETECTOR_RANGES
+from realtime.native import quiet_ffmpeg_decoder
 from realtime.pipeline import Terminated
 from realtime.tracker import TrackerSettings
 
@@ -65,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="face detector range, as main.py's: auto (short for video), short, full, or both "
                              "(default: %(default)s)")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL,
-                        help="expression model (.tflite with its .json card beside it) (default: %(default)s)")
+                        help=f"expression model (.tflite with its .json card beside it) (default: "
+                             f"model/{DEFAULT_MODEL.name} in this project)")
     parser.add_argument("--smoothing", type=non_negative_float, default=TrackerSettings.time_constant_s,
                         metavar="SECONDS", help="time constant of the per-face probability smoothing; 0 gives raw "
                                                 "per-frame labels (default: %(default)s)")
@@ -89,8 +91,10 @@ class Progress:
         self._started = time.perf_counter()
 
     def start(self, total: int, workers: int) -> None:
-        tqdm.write(f"processing {total} videos, {workers} at a time", file=sys.stderr)
-        self._bar = tqdm(total=total, unit="video", file=sys.stderr, dynamic_ncols=True)
+        tqdm.write(f"processing {_videos(total)}, {workers} at a time", file=sys.stderr)
+        # On a terminal only: in a log, a bar's redraws become repeated lines; the totals line says it all.
+        self._bar = tqdm(total=total, unit="video", file=sys.stderr, dynamic_ncols=True,
+                         disable=not sys.stderr.isatty())
         self._started = time.perf_counter()
 
     def add(self, result: VideoResult) -> None:
@@ -116,7 +120,11 @@ def totals_line(report: BatchReport, output: Path) -> str:
         work = (f"; {report.frames} frames in {report.processing_s:.1f} s "
                 f"({report.frames / report.processing_s:.1f} frames/s), plus {report.ray_startup_s:.1f} s of Ray "
                 f"start-up")
-    return f"{len(report.results)} videos: {counts}{work}; summary in {output / SUMMARY_NAME}"
+    return f"{_videos(len(report.results))}: {counts}{work}; summary in {output / SUMMARY_NAME}"
+
+
+def _videos(count: int) -> str:
+    return f"{count} video" if count == 1 else f"{count} videos"
 
 
 def _raise_terminated(signum, frame) -> None:
@@ -126,7 +134,7 @@ def _raise_terminated(signum, frame) -> None:
 def run(args: argparse.Namespace) -> int:
     detector = DetectorOptions(model_option(args.model), args.detector, args.smoothing, args.min_confidence,
                                show_stats=args.output_stats, show_ids=args.show_ids)
-    options = JobOptions(Path(os.path.abspath(args.output)), detector, args.output_video)
+    options = JobOptions(Path(os.path.abspath(args.output)), detector, args.output_video, str(args.output))
     videos = find_videos(args.input, args.output)
     progress = Progress()
     try:
@@ -142,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet_ffmpeg_decoder()  # before Ray starts: its local workers inherit this process's environment
     signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return run(args)

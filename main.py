@@ -26,7 +26,7 @@ from model.errors import ExpressionDetectorError
 from realtime.annotator import Annotator
 from realtime.api import ExpressionDetector
 from realtime.detector import DETECTOR_RANGES
-from realtime.native import show_native_output
+from realtime.native import quiet_ffmpeg_decoder, show_native_output
 from realtime.pipeline import RunOutcome, Sink, Terminated
 from realtime.sinks import (
     JsonlSink,
@@ -36,7 +36,9 @@ from realtime.sinks import (
     VideoSink,
     WindowSink,
     check_output_path,
+    check_outputs_apart,
     check_screenshot_folder,
+    video_container,
 )
 from realtime.sources import CAMERA_BACKENDS, open_source
 from realtime.tracker import TrackerSettings
@@ -66,8 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "within about 2 m; full = smaller, farther faces; both = the two merged "
                              "(default: %(default)s)")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL,
-                        help="expression model (.tflite with its .json card beside it) (default: %(default)s)")
-    parser.add_argument("--output", type=Path, help="write the annotated video here (H.264 .mp4)")
+                        help=f"expression model (.tflite with its .json card beside it) (default: "
+                             f"model/{DEFAULT_MODEL.name} in this project)")
+    parser.add_argument("--output", type=Path, help="write the annotated video here: .mp4, .mov or .mkv (H.264), .webm (VP9)")
     parser.add_argument("--log", type=Path, help="write one JSON record per frame here (.jsonl; - for stdout)")
     parser.add_argument("--json", action="store_true",
                         help="answer on stdout: one JSON record per frame or photo, and nothing else; no window "
@@ -116,6 +119,8 @@ def _configure_logging(verbose: bool) -> None:
     for name in ("realtime", "model"):
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
     show_native_output(verbose)
+    if not verbose:
+        quiet_ffmpeg_decoder()
 
 
 def _check_display() -> None:
@@ -129,10 +134,15 @@ def _check_outputs(args: argparse.Namespace) -> None:
         raise OutputError("--output needs a file name; the annotated video cannot go to stdout")
     if args.output:
         check_output_path(args.output, "output video")
+        video_container(args.output)
     if args.log and args.log != STDOUT:
         check_output_path(args.log, "log")
-    if args.screenshot_every or not args.no_display:
+    screenshots = args.screenshot_every or not args.no_display
+    if screenshots:
         check_screenshot_folder(args.screenshot_dir)
+    files = {"--output": args.output, "--log": args.log if args.log != STDOUT else None}
+    check_outputs_apart(Path(args.source), {role: path for role, path in files.items() if path is not None},
+                        {"--screenshot-dir": args.screenshot_dir} if screenshots else {})
     if not args.no_display:
         _check_display()
 
@@ -159,7 +169,7 @@ def _open_sinks(args: argparse.Namespace, source) -> tuple[list[Sink], WindowSin
             sink.close()
         raise
     sinks += [sink for sink in (screenshots, window) if sink is not None]
-    if args.no_display:
+    if args.no_display and not (source.is_still and source.frame_count == 1):  # one photo: nothing to wait for
         sinks.append(ProgressSink(source.frame_count))
     return sinks, window
 

@@ -1,7 +1,8 @@
 """Train, export and evaluate the expression CNN.
 
-  python train.py                                   train happy/sad on ../shared/data/fer2013
-  python train.py --classes happy sad neutral       another class set
+  python train.py                                   the shipped recipe: happy / sad / neutral on FER2013, RAF-DB and KDEF
+  python train.py --sources fer2013 rafdb           the same on some of them
+  python train.py --data DIR --classes happy sad    one dataset of your own (another class set)
   python train.py --data DIR --init                 fine-tune the shipped model on DIR/<class>/ photos
   python train.py --resume runs/RUN                 continue an interrupted run
   python train.py evaluate --data DIR [--model PATH] [--detect] [--json]
@@ -27,15 +28,18 @@ from typing import Callable
 import numpy as np
 
 from model.card import DEFAULT_MODEL, ModelCard, card_path_for
-from model.cli_types import fraction, non_negative_int, positive_float, positive_int
+from model.cli_types import fraction, non_negative_float, non_negative_int, positive_float, positive_int
 from model.data import (
     DataError,
     FaceDataset,
     check_class_folders,
     class_folders,
     class_image_paths,
+    concatenate,
     find_layout,
+    folder_labels_as,
     label_by_crowd_majority,
+    one_hot_targets,
     relabel_by_votes,
     stratified_split,
     warn,
@@ -46,15 +50,19 @@ from model.images import read_image
 from model.metrics import summarize, summarize_folders
 from model.preprocess import CropFraming, InputSpec, face_to_input
 from model.run_state import RunError, TrainConfig
+from model.sources import DEFAULT_SOURCES, SHARED_DATA, SOURCES, DataSource
 from model.votes import EXPRESSIONS, load_votes, votes_path
-from realtime.detector import DETECTOR_RANGES
+from realtime.detector import DETECTOR_RANGES, FaceDetector
 
 REPO = Path(__file__).resolve().parent
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "fer2013"
+DEFAULT_DATA = SHARED_DATA / "fer2013"
 DEFAULT_CLASSES = ["happy", "sad", "neutral"]
 DEFAULT_INIT = REPO / "model" / "happy_sad_neutral.keras"
 FACE_CACHE = REPO / "runs" / "face_cache"
 SMALL_DATA = 8000  # fewer training faces than this get the schedule for small data
+# The shipped recipe's per-class loss weights (model.data.balance_weights): sad faces are the fewest of the
+# drawn classes in every source, and the class the model drew worst.
+SOURCES_CLASS_BALANCE = 0.5
 
 
 class UsageError(ExpressionDetectorError):
@@ -67,9 +75,19 @@ FolderLoader = Callable[[Path, list[str]], FaceDataset]  # (root, class names) -
 def _train_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="train.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
-                        help="DIR/train/<class> with DIR/val/<class> (or DIR/test/<class>), or DIR/<class> to split "
-                             "(default: %(default)s)")
+    parser.add_argument("--sources", nargs="+", choices=sorted(SOURCES), default=None, metavar="NAME",
+                        help="the shared datasets to train on together, from --sources-root: "
+                             f"{', '.join(SOURCES)} (default without --data: all of them)")
+    parser.add_argument("--sources-root", type=Path, default=SHARED_DATA, metavar="DIR",
+                        help="the folder holding the shared datasets, DIR/<name>/train|val/<class>/ "
+                             "(default: ../shared/data beside this project)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="one dataset instead: DIR/train/<class> with DIR/val/<class> (or DIR/test/<class>), or "
+                             "DIR/<class> to split")
+    parser.add_argument("--class-balance", type=non_negative_float, default=None, metavar="POWER",
+                        help="weigh each face by (mean class size / its class size) ** POWER, the expressions the "
+                             f"model does not draw counted as one class (default: {SOURCES_CLASS_BALANCE} with "
+                             "--sources, 0 with --data)")
     parser.add_argument("--classes", nargs="+", default=None,
                         help="class folders, in output order (default: happy sad neutral where DIR has all three, "
                              "as FER2013 does; otherwise every class folder in DIR)")
@@ -81,9 +99,9 @@ def _train_parser() -> argparse.ArgumentParser:
                              "models on stills and merges their faces (default: %(default)s)")
     parser.add_argument("--face-cache", type=Path, default=FACE_CACHE,
                         help="where the faces found in photos are kept, so later runs need not detect again "
-                             "(default: %(default)s)")
+                             "(default: runs/face_cache in this project)")
     parser.add_argument("--init", type=Path, nargs="?", const=DEFAULT_INIT, default=None, metavar="MODEL",
-                        help="fine-tune a trained .keras model (given alone: %(const)s) instead of training from "
+                        help="fine-tune a trained .keras model (given alone: model/happy_sad_neutral.keras) instead of training from "
                              "random weights; new class names get a new output layer")
     parser.add_argument("--head-epochs", type=non_negative_int, default=None,
                         help="with --init: epochs that train the output layer alone before the whole network "
@@ -114,6 +132,8 @@ def _train_parser() -> argparse.ArgumentParser:
                         help="stop after this many epochs without a better val (default: 20; 15 under "
                              f"{SMALL_DATA} training faces; 8 with --init)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--verbose", action="store_true",
+                        help="also show Keras' own per-epoch lines and TensorFlow's native messages")
     parser.add_argument("--val-fraction", type=fraction, default=0.15, help="held out when DIR has no val split")
     parser.add_argument("--limit-per-class", type=positive_int, default=None,
                         help="use at most this many training images per class (quick experiments)")
@@ -206,7 +226,7 @@ def _load_by_votes(config, layout, val_fraction: float, load: FolderLoader) -> t
 
     Validation faces' votes only select the epoch and fit the temperature: they are never trained on.
     """
-    data_root = Path(config.data)
+    data_root = layout.train_dir.parent if layout.val_dir is not None else Path(config.data)
     votes = load_votes(data_root)
     outputs = config.classes + config.aux_classes
     folders = [name for name in outputs if (layout.train_dir / name).is_dir()]
@@ -222,8 +242,9 @@ def _load_by_votes(config, layout, val_fraction: float, load: FolderLoader) -> t
 def _photo_faces(config, layout) -> PhotoFaces | None:
     """Crops or photos, measured on a sample unless --faces said; for photos, the live detector behind a cache."""
     if config.faces == "auto":
-        decision = decide_faces([path for path, _ in class_image_paths(layout.train_dir, config.classes)],
-                                config.detector)
+        with _open_detector(config.detector) as detector:
+            decision = decide_faces([path for path, _ in class_image_paths(layout.train_dir, config.classes)],
+                                    detector)
         print(decision.describe(), flush=True)
         if decision.mixed:
             warn(f"mixed face crops and photos: {decision.crop_like} of {decision.measured} sampled images look like "
@@ -237,14 +258,80 @@ def _photo_faces(config, layout) -> PhotoFaces | None:
     framing = CropFraming()
     print(f"finding faces with the live detector ({config.detector} range) and crop framing; crops cached in "
           f"{config.face_cache}", flush=True)
-    return PhotoFaces(CropCache(Path(config.face_cache), framing, config.detector), framing, config.detector)
+    return PhotoFaces(CropCache(Path(config.face_cache), framing, config.detector), framing,
+                      lambda: _open_detector(config.detector))
 
 
-def _load_training_data(config, val_fraction: float, report: FaceReport) -> tuple[FaceDataset, FaceDataset]:
+def _open_detector(detector_range: str) -> FaceDetector:
+    """The live face detector as main.py runs it on stills."""
+    return FaceDetector(model_range=detector_range, still_images=True)
+
+
+def _source_faces(config, source: DataSource) -> PhotoFaces | None:
+    """How one shared dataset's images become faces (model.sources): as they are, or through the live detector."""
+    if source.faces == "crops":
+        return None
+    framing = CropFraming()
+    cache = CropCache(Path(config.face_cache), framing, config.detector, source.pad)
+    return PhotoFaces(cache, framing, lambda: _open_detector(config.detector), source.pad)
+
+
+def _load_source(config, source: DataSource, report: FaceReport) -> tuple[FaceDataset, FaceDataset]:
+    """One shared dataset's training faces on the model's outputs and its val faces on the exported classes."""
+    root = source.root(Path(config.data))
+    layout = find_layout(root, config.classes)
+    if layout.val_dir is None:
+        raise DataError(f"{root} has no val/<class> folders; the shared datasets come with their own val split")
+    outputs = config.classes + config.aux_classes
+    photos = _source_faces(config, source)
+    report.mode = "photos" if photos is not None else "crops"
+    print(f"{source.name}: {layout.description}; labels: {source.labels}; faces: {source.faces}", flush=True)
+
+    def load(folder: Path, names: list[str]) -> FaceDataset:
+        return load_faces(folder, [name for name in names if (folder / name).is_dir()], config.input, photos, report)
+
+    try:
+        if source.labels == "votes":
+            return _load_by_votes(config, layout, 0.0, load)
+        train_set = one_hot_targets(load(layout.train_dir, outputs), outputs)
+        val_set = folder_labels_as(load(layout.val_dir, outputs), config.exported_classes, config.other_class)
+    finally:
+        if photos is not None:
+            photos.close()
+    return train_set, val_set
+
+
+def _load_sources(config, report: FaceReport, card: dict) -> tuple[FaceDataset, FaceDataset]:
+    """Every named shared dataset, each brought to the live crop its own way, trained on as one.
+
+    ``report`` adds up what became of every image; ``card`` receives, per dataset, what went in and its terms.
+    """
+    parts = []
+    for name in config.sources:
+        source, source_report = SOURCES[name], FaceReport()
+        train_part, val_part = _load_source(config, source, source_report)
+        check_enough_faces(source_report, config.classes, source.root(Path(config.data)))
+        print(f"{name}: {len(train_part)} training faces {train_part.class_counts()}, {len(val_part)} val faces "
+              f"{val_part.class_counts()}", flush=True)
+        card[name] = {"path": os.path.relpath(source.root(Path(config.data)), REPO), "terms": source.terms,
+                      "labels": source.labels, "face_finding": source.faces, "pad": source.pad,
+                      "train_images": train_part.class_counts(), "val_images": val_part.class_counts(),
+                      **source_report.summary()}
+        report.add(source_report)
+        parts.append((train_part, val_part))
+    return concatenate([train for train, _ in parts]), concatenate([val for _, val in parts])
+
+
+def _load_training_data(config, val_fraction: float, report: FaceReport, sources_card: dict
+                        ) -> tuple[FaceDataset, FaceDataset]:
     """Training faces of the classes and auxiliary classes; validation faces of the exported classes only.
 
-    ``report`` collects what became of every image: found, used, or skipped and why.
+    ``report`` collects what became of every image: found, used, or skipped and why; with shared datasets
+    (``config.sources``), ``sources_card`` gets each one's counts and terms.
     """
+    if config.sources:
+        train_set, val_set = _load_sources(config, report, sources_card)
+        return _limited(config, train_set, val_set)
     layout = find_layout(Path(config.data), config.classes)
     print(f"data layout: {layout.description}; labels: {config.labels}", flush=True)
     for folder in (layout.train_dir, layout.val_dir):
@@ -260,6 +347,10 @@ def _load_training_data(config, val_fraction: float, report: FaceReport) -> tupl
         if photos is not None:
             photos.close()
     check_enough_faces(report, config.classes, Path(config.data))
+    return _limited(config, train_set, val_set)
+
+
+def _limited(config, train_set: FaceDataset, val_set: FaceDataset) -> tuple[FaceDataset, FaceDataset]:
     if config.limit_per_class:
         train_set = _limit_per_class(train_set, config.limit_per_class, config.seed)
     print(f"training on {len(train_set)} images {train_set.class_counts()}, "
@@ -277,7 +368,9 @@ def _choose_schedule(config, n_train: int, args: argparse.Namespace) -> None:
     """
     fine_tune, small = config.init is not None, n_train < SMALL_DATA
     config.batch_size = args.batch_size or (min(32, 2 ** int(np.log2(max(n_train // 4, 1)))) if small else 128)
-    config.epochs = args.epochs or (30 if fine_tune else 60)
+    # The shared datasets together hold half as many faces again as FER2013: 40 epochs take about as many
+    # steps as FER2013's 60.
+    config.epochs = args.epochs or (30 if fine_tune else 40 if config.sources else 60)
     config.patience = args.patience or (8 if fine_tune else 15 if small else 20)
     config.learning_rate = args.learning_rate or (0.005 if fine_tune else 0.05)
     if args.head_epochs is not None:
@@ -305,13 +398,19 @@ def _git_commit() -> str:
     return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
-def _training_data_card(config, train_counts: dict, val_set: FaceDataset, report: FaceReport) -> dict:
+def _training_data_card(config, train_counts: dict, val_set: FaceDataset, report: FaceReport,
+                        sources_card: dict) -> dict:
     """What the card says the model learned from: the data, how its faces were found, what training started from."""
     data = {"source": os.path.relpath(config.data, REPO), "classes": list(config.classes),
             "aux_classes": list(config.aux_classes), "other_class": config.other_class, "labels": config.labels,
             "train_images": train_counts,
             "val_images": val_set.class_counts(), "limit_per_class": config.limit_per_class, **report.summary()}
-    if config.faces == "photos":
+    if config.sources:
+        data["sources"] = sources_card
+        data["class_balance"] = config.class_balance
+        data["terms"] = ("non-commercial research use only: " +
+                         "; ".join(SOURCES[name].terms for name in config.sources))
+    if config.faces == "photos" or any(SOURCES[name].faces != "crops" for name in config.sources):
         framing = CropFraming()
         data["face_finding"] = {"detector": config.detector, "crop_scale": framing.scale, "crop_shift": framing.shift_y}
     if config.teachers:
@@ -337,7 +436,7 @@ def _save_weights_only(network, path: Path) -> None:
 
 
 def _export(config, state, train_counts: dict, val_set: FaceDataset, run_dir: Path, export_dir: Path | None,
-            report: FaceReport) -> tuple[Path, dict]:
+            report: FaceReport, sources_card: dict) -> tuple[Path, dict]:
     """Calibrate on val, export to TFLite in the run folder, measure the exported model as the live pipeline runs it.
 
     Only an explicit ``export_dir`` receives a copy: a run never replaces the shipped model by default.
@@ -365,7 +464,7 @@ def _export(config, state, train_counts: dict, val_set: FaceDataset, run_dir: Pa
         temperature=round(temperature, 4),
         parameters=int(network.count_params()),
         flops_per_face=2 * count_flops(network),
-        training_data=_training_data_card(config, train_counts, val_set, report),
+        training_data=_training_data_card(config, train_counts, val_set, report, sources_card),
         training_command=config.command,
         commit=_git_commit(),
         notes="Probabilities come from the mean of the logits of the face and its mirror image, divided by "
@@ -450,10 +549,25 @@ def _init_path(asked: Path) -> Path:
 
 def _new_config(args: argparse.Namespace, argv: list[str]) -> TrainConfig:
     """The run's configuration from the command line; a fine-tuning run takes its input spec from its model."""
-    classes = args.classes or _default_classes(args.data)
-    labels = _label_source(args.data, args.labels)
-    aux_classes = _default_aux_classes(args.data, classes, labels) if args.aux_classes is None else args.aux_classes
+    if args.data is not None and args.sources is not None:
+        raise UsageError("--data names one dataset and --sources the shared ones; give one of them")
+    sources = list(args.sources or (DEFAULT_SOURCES if args.data is None else []))
+    data = args.sources_root if sources else args.data
+    missing = [name for name in sources if not SOURCES[name].root(data).is_dir()]
+    if missing:
+        raise UsageError(f"{', '.join(missing)} not found under {data} (each dataset lives in DIR/<name>/; "
+                         f"--sources picks which, --sources-root names DIR)")
+    if sources:
+        classes = args.classes or list(DEFAULT_CLASSES)
+        labels = "votes" if args.labels == "auto" else args.labels
+        aux_classes = ([name for name in EXPRESSIONS if name not in classes] if args.aux_classes is None
+                       else args.aux_classes)
+    else:
+        classes = args.classes or _default_classes(data)
+        labels = _label_source(data, args.labels)
+        aux_classes = _default_aux_classes(data, classes, labels) if args.aux_classes is None else args.aux_classes
     other_class = _other_class(args.other_class, labels, classes, aux_classes)
+    balance = args.class_balance if args.class_balance is not None else SOURCES_CLASS_BALANCE if sources else 0.0
     spec = InputSpec(equalize=True)
     init = _init_path(args.init) if args.init else None
     if init is not None:
@@ -465,17 +579,36 @@ def _new_config(args: argparse.Namespace, argv: list[str]) -> TrainConfig:
     elif args.head_epochs is not None:
         raise UsageError("--head-epochs needs --init: a network trained from scratch has no trained layers to freeze")
     return TrainConfig(
-        classes=classes, aux_classes=aux_classes, other_class=other_class, data=str(args.data), seed=args.seed,
+        classes=classes, aux_classes=aux_classes, other_class=other_class, data=str(data), seed=args.seed,
+        sources=sources, class_balance=balance,
         limit_per_class=args.limit_per_class, labels=labels, faces=args.faces, detector=args.detector,
         face_cache=str(args.face_cache), init=None if init is None else str(init), input=spec,
         teachers=[str(teacher.resolve()) for teacher in args.teachers],
         command=shlex.join(["python", "train.py", *argv]))
 
 
+def _quiet_tensorflow(verbose: bool) -> None:
+    """Load TensorFlow now, its start-up chatter (oneDNN, "Could not find cuda drivers", "failed call to
+    cuInit" on a machine without a GPU) kept off stderr, and its Python warnings (retracing) off too, as
+    main.py keeps the native libraries quiet; ``--verbose`` shows them all."""
+    if verbose:
+        return
+    import logging
+
+    from realtime.native import quiet_native
+
+    with quiet_native():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # where CUDA is probed and its failure logged
+    tf.get_logger().setLevel(logging.ERROR)
+
+
 def train_main(argv: list[str]) -> int:
     started = time.monotonic()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = _train_parser().parse_args(argv)
+    _quiet_tensorflow(args.verbose)
     if args.resume:
         run_dir = args.resume
         if not (run_dir / "config.json").is_file():
@@ -488,9 +621,9 @@ def train_main(argv: list[str]) -> int:
         raise UsageError("--classes needs at least two different class names")
     if set(config.classes) & set(config.aux_classes):
         raise UsageError("a class cannot be in both --classes and --aux-classes")
-    report = FaceReport()
+    report, sources_card = FaceReport(), {}
     reading = time.monotonic()
-    train_set, val_set = _load_training_data(config, args.val_fraction, report)
+    train_set, val_set = _load_training_data(config, args.val_fraction, report, sources_card)
     warn_skipped(report, run_dir / "skipped.txt")
     loaded = time.monotonic()
     if not args.resume:
@@ -498,11 +631,12 @@ def train_main(argv: list[str]) -> int:
     print(f"run folder: {run_dir}", flush=True)
     from model.training import train
 
-    state = train(config, train_set, val_set, run_dir)
+    state = train(config, train_set, val_set, run_dir, keras_output=args.verbose)
     if state.best_epoch < 0:
         raise UsageError(f"{run_dir} finished without a trained epoch")
     trained = time.monotonic()
-    model_path, metrics = _export(config, state, train_set.class_counts(), val_set, run_dir, args.export_dir, report)
+    model_path, metrics = _export(config, state, train_set.class_counts(), val_set, run_dir, args.export_dir, report,
+                                  sources_card)
     finished = time.monotonic()
     print(f"best epoch {state.best_epoch} of {state.epochs_done}", flush=True)
     _report(report, metrics, (len(train_set), len(val_set)), run_dir, model_path,

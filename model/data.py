@@ -223,3 +223,67 @@ def check_class_folders(root: Path, classes: Sequence[str]) -> None:
             held = f"only {len(files)} other file(s), such as {files[0].name}" if files else "nothing"
             raise DataError(f"class folder {folder} has no images ({held}); image files end in .jpg, .png, "
                             f".bmp, .webp or .tif")
+
+
+def concatenate(datasets: Sequence[FaceDataset]) -> FaceDataset:
+    """One dataset of several with the same classes; soft targets are kept where every part has them."""
+    classes = datasets[0].classes
+    if any(part.classes != classes for part in datasets):
+        raise ValueError("datasets to concatenate must have the same classes")
+    targets = None
+    if all(part.targets is not None for part in datasets):
+        targets = np.concatenate([part.targets for part in datasets])
+    return FaceDataset(np.concatenate([part.images for part in datasets]),
+                       np.concatenate([part.labels for part in datasets]), classes,
+                       [path for part in datasets for path in part.paths],
+                       sum(part.n_unreadable for part in datasets), targets)
+
+
+def one_hot_targets(dataset: FaceDataset, outputs: Sequence[str]) -> FaceDataset:
+    """A folder-labelled dataset re-indexed onto ``outputs`` by class name, with one-hot targets; faces of a
+    class not among ``outputs`` are dropped."""
+    outputs = tuple(outputs)
+    names = [dataset.classes[label] for label in dataset.labels]
+    keep = np.asarray([index for index, name in enumerate(names) if name in outputs], dtype=np.int64)
+    kept = dataset.subset(keep)
+    kept.labels = np.asarray([outputs.index(names[index]) for index in keep], dtype=np.int64)
+    kept.classes = outputs
+    kept.targets = np.eye(len(outputs), dtype=np.float32)[kept.labels]
+    return kept
+
+
+def folder_labels_as(dataset: FaceDataset, classes: Sequence[str], other_class: str | None) -> FaceDataset:
+    """Validation faces labelled by folder onto the exported ``classes``: every other expression becomes
+    ``other_class`` (the last of ``classes``), or is dropped where there is none."""
+    classes = tuple(classes)
+    keep, labels = [], []
+    for index, label in enumerate(dataset.labels):
+        name = dataset.classes[label]
+        if other_class is not None and name not in classes:
+            name = other_class
+        if name in classes:
+            keep.append(index)
+            labels.append(classes.index(name))
+    kept = dataset.subset(np.asarray(keep, dtype=np.int64))
+    kept.labels, kept.classes, kept.targets = np.asarray(labels, dtype=np.int64), classes, None
+    return kept
+
+
+def balance_weights(targets: np.ndarray, drawn: int, power: float) -> np.ndarray:
+    """Per-face loss weights that even out the drawn classes (and all other expressions as one group).
+
+    A face weighs ``(mean group size / its group's size) ** power``, spread over its soft target: with
+    ``power`` 1 every group weighs the same in the loss, with 0 every face does. The first ``drawn``
+    columns are groups of their own; the rest (auxiliary expressions, exported as one ``other``) are one
+    group, since the model is judged on what it draws. Weights average 1, so the learning rate keeps its
+    meaning.
+    """
+    if power == 0 or len(targets) == 0:
+        return np.ones(len(targets), dtype=np.float32)
+    grouped = np.concatenate([targets[:, :drawn], targets[:, drawn:].sum(axis=1, keepdims=True)], axis=1)
+    sizes = grouped.sum(axis=0)
+    present = sizes > 0
+    group_weight = np.zeros_like(sizes)
+    group_weight[present] = (sizes[present].mean() / sizes[present]) ** power
+    weights = grouped @ group_weight
+    return (weights / weights.mean()).astype(np.float32)

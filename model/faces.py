@@ -2,10 +2,15 @@
 
 A photo of a person is not a face crop: squeezed whole into 48x48, its face is a few pixels wide.
 So each photo goes through the live detector (``realtime.detector.FaceDetector`` in IMAGE mode, as
-``main.py`` runs stills), the live framing (``realtime.detector.crop_face`` with ``CropFraming()``)
-and, on loading, the live preprocessing (``model.preprocess.face_to_input``). There is no second copy
-of any of them here, so a face trained on and a face seen at run time are found, cut and normalized
-alike.
+``main.py`` runs stills, handed in by the caller: ``model/`` knows no camera), the live framing
+(``model.preprocess.crop_aligned_face`` with ``CropFraming()``) and, on loading, the live
+preprocessing (``model.preprocess.face_to_input``). There is no second copy of any of them here, so
+a face trained on and a face seen at run time are found, cut and normalized alike.
+
+Aligned face crops whose framing differs from the live one (RAF-DB's) go the same way with a margin
+added around them first (``pad``): BlazeFace misses a face with no margin, and with one it boxes the
+face as it would in a frame, so the network sees such faces framed exactly as the live pipeline
+frames faces.
 
 Which kind a dataset holds is measured, not assumed: ``decide_faces`` runs the detector on a sample
 and asks whether the face fills the image (a crop) or sits somewhere in it (a photo).
@@ -22,19 +27,18 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Protocol, Sequence
 
 import cv2
 import numpy as np
 
 from model.data import DataError, FaceDataset, class_image_paths, load_class_folders
 from model.images import read_image
-from model.preprocess import CropFraming, InputSpec, face_to_input
-from realtime.detector import FaceDetector, crop_face
-from realtime.types import Detection
+from model.preprocess import CropFraming, InputSpec, crop_aligned_face, face_to_input
 
 # Bump when what a cached crop holds changes (framing code, detector handling), so old crops are not reused.
-CACHE_VERSION = 1
+# 2: eyes levelled only where they are far enough apart (model.preprocess.MIN_EYE_SPAN); padded crops.
+CACHE_VERSION = 2
 # A second face at least this fraction of the largest face's side makes a photo ambiguous: whose
 # expression the folder names cannot be told. Smaller faces are bystanders, and the largest is used.
 AMBIGUOUS_SIDE_RATIO = 0.75
@@ -56,6 +60,33 @@ SKIP_REASONS = ("no face", "ambiguous")  # why a readable photo gives no face to
 MIN_FACES_PER_CLASS = 5
 
 
+class Detected(Protocol):
+    """What this module needs of one detected face (``realtime.types.Detection`` has it)."""
+
+    box: tuple[int, int, int, int]
+    right_eye: tuple[float, float] | None
+    left_eye: tuple[float, float] | None
+
+
+class FaceFinder(Protocol):
+    """A face detector for still images (``realtime.detector.FaceDetector(still_images=True)``)."""
+
+    def detect(self, image: np.ndarray) -> Sequence[Detected]: ...
+
+    def close(self) -> None: ...
+
+
+def pad_image(image: np.ndarray, pad: float) -> np.ndarray:
+    """The image with a margin of ``pad`` times its side on every edge, its border pixels repeated (0: unchanged).
+
+    Repeated, not mirrored: a mirrored margin holds half-faces that the detector finds as second faces.
+    """
+    if pad <= 0:
+        return image
+    margin = int(round(pad * max(image.shape[:2])))
+    return cv2.copyMakeBorder(image, margin, margin, margin, margin, cv2.BORDER_REPLICATE)
+
+
 @dataclass
 class FaceReport:
     """What became of a dataset's images: found and used per class, and the skipped files by reason.
@@ -72,6 +103,22 @@ class FaceReport:
     unreadable: list[Path] = field(default_factory=list)
     detected: int = 0
     from_cache: int = 0
+
+    def add(self, other: "FaceReport") -> None:
+        """Count another dataset's images in this report too (the mode becomes "mixed" where they differ)."""
+        if not self.found:
+            self.mode = other.mode
+        elif other.mode != self.mode:
+            self.mode = "mixed"
+        for name, count in other.found.items():
+            self.found[name] = self.found.get(name, 0) + count
+        for name, count in other.used.items():
+            self.used[name] = self.used.get(name, 0) + count
+        self.no_face += other.no_face
+        self.ambiguous += other.ambiguous
+        self.unreadable += other.unreadable
+        self.detected += other.detected
+        self.from_cache += other.from_cache
 
     def skipped(self) -> dict[str, list[Path]]:
         return {"no face": self.no_face, "ambiguous": self.ambiguous, "unreadable": self.unreadable}
@@ -101,7 +148,7 @@ class FacesDecision:
                 f"a face filling the image, at {self.median_side} px median side; --faces crops|photos overrides)")
 
 
-def pick_face(detections: Sequence[Detection]) -> tuple[Detection | None, str | None]:
+def pick_face(detections: Sequence[Detected]) -> tuple[Detected | None, str | None]:
     """(the face to train on, None), or (None, why not): "no face", or "ambiguous" for two faces of similar size."""
     if not detections:
         return None, "no face"
@@ -111,7 +158,7 @@ def pick_face(detections: Sequence[Detection]) -> tuple[Detection | None, str | 
     return ranked[0], None
 
 
-def _looks_like_crop(image: np.ndarray, detections: Sequence[Detection]) -> bool:
+def _looks_like_crop(image: np.ndarray, detections: Sequence[Detected]) -> bool:
     height, width = image.shape[:2]
     small = max(height, width) <= SMALL_IMAGE_SIDE
     if not detections:
@@ -120,17 +167,16 @@ def _looks_like_crop(image: np.ndarray, detections: Sequence[Detection]) -> bool
     return largest >= (SMALL_CROP_FILL if small else CROP_FILL) * min(height, width)
 
 
-def decide_faces(paths: Sequence[Path], detector_range: str = "auto") -> FacesDecision:
+def decide_faces(paths: Sequence[Path], detector: FaceFinder) -> FacesDecision:
     """Measure an evenly spread sample of the images with the live detector: crops or photos?"""
     picks = sorted({int(i) for i in np.linspace(0, len(paths) - 1, min(DECISION_SAMPLE, len(paths)))})
     crop_like, sides = 0, []
-    with FaceDetector(model_range=detector_range, still_images=True) as detector:
-        for index in picks:
-            image = read_image(paths[index])
-            if image is None:
-                continue
-            sides.append(max(image.shape[:2]))
-            crop_like += _looks_like_crop(image, detector.detect(image))
+    for index in picks:
+        image = read_image(paths[index])
+        if image is None:
+            continue
+        sides.append(max(image.shape[:2]))
+        crop_like += _looks_like_crop(image, detector.detect(image))
     mode = "crops" if sides and 2 * crop_like > len(sides) else "photos"
     return FacesDecision(mode, len(sides), crop_like, int(np.median(sides)) if sides else 0)
 
@@ -143,10 +189,10 @@ class CropCache:
     and renamed, so an interrupted run leaves only whole entries behind.
     """
 
-    def __init__(self, root: Path, framing: CropFraming, detector_range: str) -> None:
+    def __init__(self, root: Path, framing: CropFraming, detector_range: str, pad: float = 0.0) -> None:
         self.root = root
         self._salt = (f"v{CACHE_VERSION}|{detector_range}|{framing.scale!r}|{framing.shift_y!r}|"
-                      f"{AMBIGUOUS_SIDE_RATIO!r}").encode()
+                      f"{AMBIGUOUS_SIDE_RATIO!r}|pad {pad!r} replicated").encode()
 
     def key(self, path: Path) -> str:
         return hashlib.sha256(self._salt + hashlib.sha256(path.read_bytes()).digest()).hexdigest()
@@ -176,11 +222,16 @@ class CropCache:
 
 
 class PhotoFaces:
-    """Each photo's face crop, from the cache or else from the live detector (started on the first miss)."""
+    """Each photo's face crop, from the cache or else from the live detector (opened on the first miss).
 
-    def __init__(self, cache: CropCache, framing: CropFraming, detector_range: str) -> None:
-        self.cache, self.framing, self.detector_range = cache, framing, detector_range
-        self._detector = None
+    ``pad``: a margin, in image sides, added around each image before detection (for aligned crops);
+    the cache must have been made with the same ``pad``.
+    """
+
+    def __init__(self, cache: CropCache, framing: CropFraming, open_detector: Callable[[], FaceFinder],
+                 pad: float = 0.0) -> None:
+        self.cache, self.framing, self.open_detector, self.pad = cache, framing, open_detector, pad
+        self._detector: FaceFinder | None = None
 
     def face(self, path: Path, report: FaceReport) -> tuple[np.ndarray | None, str | None]:
         """(crop, None), or (None, reason) with reason "unreadable", "no face" or "ambiguous"."""
@@ -202,9 +253,12 @@ class PhotoFaces:
 
     def _detect(self, image: np.ndarray) -> tuple[np.ndarray | None, str | None]:
         if self._detector is None:
-            self._detector = FaceDetector(model_range=self.detector_range, still_images=True)
+            self._detector = self.open_detector()
+        image = pad_image(image, self.pad)
         face, reason = pick_face(self._detector.detect(image))
-        return (None, reason) if face is None else (crop_face(image, face, self.framing), None)
+        if face is None:
+            return None, reason
+        return crop_aligned_face(image, face.box, face.right_eye, face.left_eye, self.framing), None
 
     def close(self) -> None:
         if self._detector is not None:

@@ -43,6 +43,9 @@ class TrainConfig:
     distill_temperature: float = 2.0
     input: InputSpec = field(default_factory=InputSpec)
     command: str = ""
+    # The shared datasets trained on together (model.sources), under ``data``; empty: ``data`` is one dataset.
+    sources: list[str] = field(default_factory=list)
+    class_balance: float = 0.0  # power of the per-class loss weights (model.data.balance_weights); 0: none
 
     @property
     def exported_classes(self) -> list[str]:

@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from model.augment import augment_batch
 from model.card import CardError, ModelCard, card_path_for
-from model.data import FaceDataset
+from model.data import FaceDataset, balance_weights
 from model.distill import DistillationLoss, label_accuracy, load_teachers, with_teacher_logits
 from model.export import merged_log_probs, predict_logits
 from model.network import build_network
@@ -184,11 +184,12 @@ def _epoch_dataset(train_set: FaceDataset, config: TrainConfig, epoch: int,
                    teachers: list[keras.Model]) -> tf.data.Dataset:
     keras.utils.set_random_seed(config.seed + epoch)
     order = np.random.default_rng(config.seed + epoch).permutation(len(train_set))
-    targets = train_set.target_matrix(len(config.classes) + len(config.aux_classes))[order]
+    targets = train_set.target_matrix(len(config.classes) + len(config.aux_classes))
+    weights = balance_weights(targets, len(config.classes), config.class_balance)
     return (
-        tf.data.Dataset.from_tensor_slices((train_set.images[order], targets))
+        tf.data.Dataset.from_tensor_slices((train_set.images[order], targets[order], weights[order]))
         .batch(config.batch_size, drop_remainder=True)
-        .map(lambda x, y: _augmented_batch(x, y, config.input, teachers), num_parallel_calls=1)
+        .map(lambda x, y, w: (*_augmented_batch(x, y, config.input, teachers), w), num_parallel_calls=1)
         .prefetch(2)
     )
 
@@ -203,7 +204,29 @@ def _validate(model: keras.Model, val_set: FaceDataset, config: TrainConfig) -> 
     return accuracy, loss
 
 
-def train(config: TrainConfig, train_set: FaceDataset, val_set: FaceDataset, run_dir: Path) -> TrainState:
+class _BatchProgress(keras.callbacks.Callback):
+    """A bar through one epoch's batches on stderr, drawn only where stderr is a terminal (a log gets the epoch
+    lines alone), and gone once the epoch ends."""
+
+    def __init__(self, epoch: int, epochs: int, steps: int) -> None:
+        super().__init__()
+        self._title, self._steps, self._bar = f"epoch {epoch}/{epochs}", steps, None
+
+    def on_epoch_begin(self, epoch, logs=None) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=self._steps, desc=self._title, unit="batch", leave=False, file=sys.stderr,
+                         disable=not sys.stderr.isatty())
+
+    def on_train_batch_end(self, batch, logs=None) -> None:
+        self._bar.update(1)
+
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        self._bar.close()
+
+
+def train(config: TrainConfig, train_set: FaceDataset, val_set: FaceDataset, run_dir: Path,
+          keras_output: bool = False) -> TrainState:
     """Train (or continue training) in ``run_dir``; returns the final state, the best weights in best.keras.
 
     ``train_set`` holds ``config.classes`` followed by ``config.aux_classes``; ``val_set`` the exported classes
@@ -231,13 +254,15 @@ def train(config: TrainConfig, train_set: FaceDataset, val_set: FaceDataset, run
     if teachers:
         print(f"distilling from {len(teachers)} teacher(s): {', '.join(config.teachers)} (weight "
               f"{config.distill_weight:g} at temperature {config.distill_temperature:g})", flush=True)
-    verbose = 1 if sys.stdout.isatty() else 2
     for epoch in range(state.epochs_done, 0 if state.finished else config.epochs):
         if config.head_epochs and epoch == config.head_epochs:
             _compile(model, config, steps_per_epoch, "all")
         started = time.monotonic()
+        # One progress display: ours (a bar through the epoch's batches on a terminal, then the epoch line
+        # below); Keras' own per-epoch lines only with keras_output (train.py --verbose).
+        callbacks = [] if keras_output else [_BatchProgress(epoch + 1, config.epochs, steps_per_epoch)]
         fitted = model.fit(_epoch_dataset(train_set, config, epoch, teachers), epochs=epoch + 1, initial_epoch=epoch,
-                           verbose=verbose)
+                           verbose=2 if keras_output else 0, shuffle=False, callbacks=callbacks)
         val_accuracy, val_loss = _validate(model, val_set, config)
         record = {
             "epoch": epoch + 1,

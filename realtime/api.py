@@ -94,7 +94,7 @@ class ExpressionDetector:
         """Every face of one BGR (or gray) picture with its label and probabilities; no tracking."""
         if image.ndim == 2:
             image = np.repeat(image[:, :, None], 3, axis=2)
-        return self.pipeline(still_images=True).analyze(Frame(image, 0, 0.0, "image"))
+        return self.pipeline(still_images=True).analyze(Frame(image, 0, 0.0, "image", is_still=True))
 
     def annotate(self, image: np.ndarray, faces: list[Face], fps: float | None = None) -> np.ndarray:
         """A copy of ``image`` with every face's box and ``label NN%`` drawn as the desktop window does."""

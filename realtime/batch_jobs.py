@@ -29,6 +29,7 @@ import logging
 import os
 import re
 import secrets
+import shutil
 import socket
 import time
 from collections import Counter
@@ -105,9 +106,14 @@ class DetectorOptions:
 
 @dataclass(frozen=True)
 class JobOptions:
-    output: Path
+    output: Path  # absolute, as workers elsewhere need it
     detector: DetectorOptions
     output_video: bool = False
+    output_as_given: str = ""  # OUTPUT as the user typed it, for messages
+
+    @property
+    def shown_output(self) -> str:
+        return self.output_as_given or str(self.output)
 
 
 @dataclass(frozen=True)
@@ -165,12 +171,14 @@ def find_videos(source: Path, output: Path) -> list[Video]:
 
 
 def _videos_in_folder(folder: Path, output: Path) -> list[Video]:
-    """Every video under ``folder``, except earlier outputs when OUTPUT lies inside it."""
-    root, skip = Path(os.path.abspath(folder)), Path(os.path.abspath(output))
-    if skip == root:
+    """Every video under ``folder``, except earlier outputs when OUTPUT lies inside it (links resolved, so no
+    spelling of OUTPUT lets a run read its own annotated videos back as inputs)."""
+    root, skip = Path(os.path.abspath(folder)), Path(os.path.realpath(output))
+    if skip == Path(os.path.realpath(root)):
         raise BatchError(f"give an OUTPUT folder other than the INPUT folder {folder} itself")
     paths = sorted(p for p in root.rglob("*")
-                   if p.suffix.lower() in VIDEO_SUFFIXES and not p.is_relative_to(skip) and p.is_file())
+                   if p.suffix.lower() in VIDEO_SUFFIXES and not Path(os.path.realpath(p)).is_relative_to(skip)
+                   and p.is_file())
     return [Video(path, path.relative_to(root).as_posix()) for path in paths]
 
 
@@ -285,8 +293,11 @@ def model_option(model: Path) -> str:
     return path.relative_to(REPO).as_posix() if path.is_relative_to(REPO) else str(path)
 
 
-def check_options(output: Path, options: DetectorOptions, model_path: Path) -> None:
-    """Refuse to resume into an OUTPUT made with other options: skipped videos would silently disagree."""
+def check_options(output: Path, options: DetectorOptions, model_path: Path, shown: str = "") -> None:
+    """Refuse to resume into an OUTPUT made with other options: skipped videos would silently disagree.
+
+    ``shown`` is OUTPUT as the user gave it, for the message."""
+    shown = shown or str(output)
     wanted = {**asdict(options), "model": model_path.name,
               "model_sha256": hashlib.sha256(model_path.read_bytes()).hexdigest()}
     path = output / OPTIONS_NAME
@@ -297,8 +308,9 @@ def check_options(output: Path, options: DetectorOptions, model_path: Path) -> N
             raise BatchError(f"cannot read {path} ({error}); delete it if OUTPUT holds nothing to keep") from None
         different = sorted(key for key in wanted if recorded.get(key) != wanted[key])
         if different:
-            raise BatchError(f"{output} holds results made with other options ({', '.join(different)} differ); "
-                             f"give another OUTPUT folder, or the same options to resume")
+            verb = "differs" if len(different) == 1 else "differ"
+            raise BatchError(f"{shown} holds results made with other options (the {' and '.join(different)} "
+                             f"{verb}); give another OUTPUT folder, or the same options to resume")
         return
     temporary = temporary_for(path, secrets.token_hex(6))
     temporary.write_text(json.dumps(wanted, indent=2) + "\n", encoding="utf-8")
@@ -336,7 +348,8 @@ def process_video(video: Video, options: JobOptions) -> VideoResult:
     try:
         return _process(video, options, temporaries)
     except ExpressionDetectorError as error:
-        return VideoResult(video.name, FAILED, str(error))
+        # Named as summary.csv names it, relative to INPUT: where the run happened is no part of the reason.
+        return VideoResult(video.name, FAILED, str(error).replace(str(video.path), video.name))
     except OSError as error:
         return VideoResult(video.name, FAILED, f"cannot write its outputs ({error.strerror or error})")
     finally:
@@ -414,8 +427,40 @@ def start_ray(workers: int | None, address: str | None) -> tuple[int, float]:
                          logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError) as error:
         raise BatchError(_start_failure(address, error)) from None
+    finally:
+        restrict_auth_token()
     elapsed = time.perf_counter() - started
     return workers or max(1, int(ray.cluster_resources().get("CPU", 1))), elapsed
+
+
+def restrict_auth_token() -> None:
+    """Make Ray's cluster credential readable by its owner alone (a local runtime writes it with mode 644)."""
+    token = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    try:
+        if token.is_file() and token.stat().st_uid == os.getuid() and token.stat().st_mode & 0o077:
+            token.chmod(0o600)
+    except OSError:
+        pass  # not ours to change; Ray reads it either way
+
+
+def local_session_dir() -> Path | None:
+    """The session folder (``/tmp/ray/session_...``) of a local runtime this process started; None when joined."""
+    node = getattr(ray._private.worker, "_global_node", None)
+    if node is None or not getattr(node, "head", False):
+        return None
+    return Path(node.get_session_dir_path())
+
+
+def remove_session_dir(session: Path | None) -> None:
+    """Delete a finished local runtime's session folder (logs, sockets), and ``session_latest`` if it points there."""
+    if session is None or not session.is_dir():
+        return
+    latest = session.parent / "session_latest"
+    shutil.rmtree(session, ignore_errors=True)
+    if latest.is_symlink() and Path(os.path.realpath(latest)) == Path(os.path.realpath(session)):
+        latest.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        session.parent.rmdir()  # /tmp/ray itself, where no other session is left in it
 
 
 @contextlib.contextmanager
@@ -476,10 +521,10 @@ def prepare(options: JobOptions) -> list[str]:
     try:
         options.output.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise BatchError(f"cannot create the output folder {options.output} ({error.strerror})") from None
+        raise BatchError(f"cannot create the output folder {options.shown_output} ({error.strerror})") from None
     if not os.access(options.output, os.W_OK):
-        raise BatchError(f"cannot write into the output folder {options.output}")
-    check_options(options.output, options.detector, model_path)
+        raise BatchError(f"cannot write into the output folder {options.shown_output}")
+    check_options(options.output, options.detector, model_path, options.shown_output)
     sweep_temporaries(options.output)
     return classifier.classes
 
@@ -552,10 +597,11 @@ def run_batch(videos: list[Video], options: JobOptions, workers: int | None, add
                                        stats_from_log(log_path(options.output, video), classes))
                for video in videos if is_complete(video, options)}
     to_do = [video for video in videos if video.name not in skipped]
-    startup_s, processing_s, processed, interrupted = 0.0, 0.0, [], False
+    startup_s, processing_s, processed, interrupted, session = 0.0, 0.0, [], False, None
     if to_do:
         try:
             workers, startup_s = start_ray(workers, address)
+            session = local_session_dir()
             on_start(len(to_do), workers)
             started = time.perf_counter()
             processed, interrupted = run_videos(to_do, options, workers, on_result)
@@ -563,6 +609,7 @@ def run_batch(videos: list[Video], options: JobOptions, workers: int | None, add
         finally:
             with signals_deferred():
                 ray.shutdown()
+                remove_session_dir(session)  # what a local run made; a cluster's sessions are its own
                 sweep_temporaries(options.output)
     by_name = {**skipped, **{result.name: result for result in processed}}
     results = [by_name.get(video.name) or _unheard(video, options, classes) for video in videos]

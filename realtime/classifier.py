@@ -30,8 +30,12 @@ class ExpressionClassifier:
 
     def __init__(self, model_path: Path, num_threads: int = 2) -> None:
         self.model_path = Path(model_path)
+        if self.model_path.is_dir():
+            raise ModelError(f"model {self.model_path} is a folder; name its .tflite file")
         if not self.model_path.is_file():
             raise ModelError(f"model file {self.model_path} does not exist")
+        if self.model_path.suffix.lower() != ".tflite":
+            raise ModelError(f"{self.model_path} is not a model; give a .tflite file with its .json card beside it")
         try:
             self.card = ModelCard.load(card_path_for(self.model_path))
         except CardError as error:

@@ -37,6 +37,17 @@ def show_native_output(visible: bool) -> None:
     _visible = visible
 
 
+def quiet_ffmpeg_decoder() -> None:
+    """Keep FFmpeg's per-frame complaints about a damaged video (``[h264 @ 0x...] Invalid NAL unit size``)
+    off stderr for the rest of the process: a front end's choice, called before the first video is opened.
+
+    These come from decoding, frame after frame, so ``quiet_native`` cannot wrap them. OpenCV sets FFmpeg's
+    log level from ``OPENCV_FFMPEG_LOGLEVEL`` once, when its FFmpeg backend first starts; -8 is FFmpeg's
+    "quiet". A value the user set is kept. The pipeline itself still says, in one line, that a file ended early.
+    """
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+
 def _redirect_stderr_fd() -> int | None:
     """Point descriptor 2 at the null device; the saved original, or None where that is not possible."""
     try:

@@ -39,7 +39,8 @@ class RunSummary:
     def line(self) -> str:
         if self.still_images:
             photos = "photo" if self.frames == 1 else "photos"
-            return f"{self.frames} {photos}, {self.faces} faces (a face in {self.frames_with_faces} of them)"
+            faces = "face" if self.faces == 1 else "faces"
+            return f"{self.frames} {photos}, {self.faces} {faces} (a face in {self.frames_with_faces} of them)"
         return (f"{self.frames} frames, {self.faces} faces (a face in {self.frames_with_faces} frames), "
                 f"mean {self.mean_fps:.1f} frames/s")
 

@@ -34,6 +34,29 @@ class OutputError(ExpressionDetectorError):
     """An output that cannot be written; raised before any frame is processed where possible."""
 
 
+_H264 = ("libx264", {"preset": "veryfast", "crf": "23"})
+_VP9 = ("libvpx-vp9", {"crf": "32", "b": "0", "deadline": "realtime", "cpu-used": "8", "row-mt": "1"})
+_FASTSTART = {"movflags": "+faststart"}
+# File suffix -> (FFmpeg muxer, encoder, encoder options, muxer options) of what --output writes.
+VIDEO_CONTAINERS = {
+    ".mp4": ("mp4", *_H264, _FASTSTART),
+    ".m4v": ("mp4", *_H264, _FASTSTART),
+    ".mov": ("mov", *_H264, _FASTSTART),
+    ".mkv": ("matroska", *_H264, {}),
+    ".webm": ("webm", *_VP9, {}),
+}
+
+
+def video_container(path: Path) -> tuple[str, str, dict, dict]:
+    """What a video output named ``path`` is written as; an unknown suffix is refused, never written as another."""
+    found = VIDEO_CONTAINERS.get(path.suffix.lower())
+    if found is None:
+        shown = f"{path.suffix} is not a video format this writes" if path.suffix else "it has no file suffix"
+        raise OutputError(f"cannot write the output video {path}: {shown}; name it .mp4, .mov or .mkv (H.264) "
+                          f"or .webm (VP9)")
+    return found
+
+
 def check_output_path(path: Path, what: str) -> None:
     """Fail before the first frame, not after minutes of processing, when an output cannot be written."""
     if path.is_dir():
@@ -43,6 +66,51 @@ def check_output_path(path: Path, what: str) -> None:
         raise OutputError(f"cannot write the {what} {path}: folder {parent} does not exist")
     if not os.access(parent, os.W_OK) and not os.access(path, os.W_OK):
         raise OutputError(f"cannot write the {what} {path}: folder {parent} is not writable")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file: the same inode where both exist (hard and symbolic links, ``..``),
+    else the same resolved path."""
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _names_same(a: Path, b: Path) -> bool:
+    return _same_file(a, b) or os.path.realpath(a) == os.path.realpath(b)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies somewhere under it, links resolved."""
+    resolved, root = Path(os.path.realpath(path)), Path(os.path.realpath(folder))
+    return resolved == root or root in resolved.parents or _same_file(path, folder)
+
+
+def check_outputs_apart(source: Path | None, outputs: dict[str, Path], image_folders: dict[str, Path]) -> None:
+    """Refuse, before anything is opened, an output that would overwrite the source or another output.
+
+    ``outputs`` are files by role (``--output``, ``--log``); ``image_folders`` are folders that receive images
+    (screenshots), which must not be the source or lie inside a source folder, where a later run would read
+    them back as photos. Every spelling of one file counts: ``dir/../clip.mp4``, a symbolic or a hard link.
+    """
+    named = list(outputs.items())
+    for index, (role, path) in enumerate(named):
+        if source is not None and source.is_file() and _names_same(path, source):
+            raise OutputError(f"{role} {path} is the source itself; writing it would destroy the source, so name "
+                              f"another file")
+        if source is not None and source.is_dir() and path.exists() and _same_file(path, source):
+            raise OutputError(f"{role} {path} is the source folder; name a file to write")
+        for other_role, other in named[:index]:
+            if _names_same(path, other):
+                raise OutputError(f"{role} and {other_role} are the same file ({path}); give each its own file")
+    for role, folder in image_folders.items():
+        if source is not None and (source.is_dir() and _inside(folder, source)):
+            raise OutputError(f"{role} {folder} is inside the source folder {source}, where its pictures would be "
+                              f"read as photos; choose a folder outside it")
+        for other_role, path in named:
+            if _names_same(path, folder):
+                raise OutputError(f"{other_role} {path} is the {role}; give each its own place")
 
 
 def check_screenshot_folder(directory: Path) -> None:
@@ -57,26 +125,27 @@ def check_screenshot_folder(directory: Path) -> None:
 
 
 class VideoSink:
-    """Writes annotated frames to an H.264 MP4 at the input's size and frame rate.
+    """Writes annotated frames at the input's size and frame rate, in the container the file name says.
 
-    H.264 (yuv420p, index at the front) because browsers and most players refuse MPEG-4 Part 2, the
-    only MP4 codec OpenCV's wheels can write; PyAV's wheels carry libx264. The ``veryfast`` preset
-    keeps encoding cheap beside a live run. 4:2:0 chroma needs even sides, so an odd last row or
-    column is dropped.
+    H.264 (yuv420p) in MP4, MOV or MKV, VP9 in WebM (``VIDEO_CONTAINERS``): browsers and most players
+    refuse MPEG-4 Part 2, the only MP4 codec OpenCV's wheels can write; PyAV's wheels carry libx264 and
+    libvpx-vp9. MP4 and MOV get their index at the front. The ``veryfast`` preset (VP9: real-time
+    speed) keeps encoding cheap beside a live run. 4:2:0 chroma needs even sides, so an odd last row
+    or column is dropped.
     """
 
     def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
         import av  # here, not at the top: a run without --output does not pay its import
 
         check_output_path(path, "output video")
+        container, codec, options, muxer_options = video_container(path)
         self.path = path
         self.frames_written = 0
         self._size = (max(2, size[0] - size[0] % 2), max(2, size[1] - size[1] % 2))
         self._closed = False
         try:
-            self._container = av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"})
-            self._stream = self._container.add_stream(
-                "libx264", rate=Fraction(round(fps * 1000), 1000), options={"preset": "veryfast", "crf": "23"})
+            self._container = av.open(str(path), "w", format=container, options=muxer_options)
+            self._stream = self._container.add_stream(codec, rate=Fraction(round(fps * 1000), 1000), options=options)
         except (av.FFmpegError, ValueError) as error:
             raise OutputError(f"cannot write the output video {path} ({error})") from None
         self._stream.width, self._stream.height = self._size
@@ -165,11 +234,13 @@ class ScreenshotSink:
 
 
 def face_record(frame: Frame, faces: list[Face]) -> dict:
-    """The one JSON record of a frame or photo, as ``--log``, ``--json`` and the batch front end write it."""
+    """The one JSON record of a frame or photo, as ``--log``, ``--json`` and the batch front end write it.
+
+    ``t`` is the frame's time in seconds in its video or stream, null for a photo (which has none)."""
     return {
         "source": frame.source or frame.source_name,
         "frame": frame.index,
-        "t": round(frame.timestamp_s, 4),
+        "t": None if frame.is_still else round(frame.timestamp_s, 4),
         "faces": [
             {
                 "id": face.track_id,

@@ -9,6 +9,7 @@ how fast this machine happens to be.
 from __future__ import annotations
 
 import logging
+import os
 import stat
 import threading
 import time
@@ -104,8 +105,10 @@ class ImageSource:
                     f"folder {path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         elif path.is_file():
             self.paths = [path]
-        else:
+        elif path.suffix.lower() in IMAGE_SUFFIXES:
             raise SourceError(f"image {path} does not exist")
+        else:
+            raise SourceError(f"folder {path} does not exist")
         self.frame_count = len(self.paths)
         self.size = None
 
@@ -114,10 +117,11 @@ class ImageSource:
             image = read_image(path)
             if image is None:
                 if len(self.paths) == 1:
-                    raise SourceError(f"{path} is not an image OpenCV can decode")
+                    raise SourceError(f"image {path} is empty (0 bytes)" if _is_empty(path)
+                                      else f"{path} is not an image OpenCV can decode")
                 log.warning("skipped unreadable image %s", path)
                 continue
-            yield Frame(image, index, float(index), path.stem, path.name)
+            yield Frame(image, index, float(index), path.stem, path.name, is_still=True)
 
     def close(self) -> None:
         """Nothing stays open between images."""
@@ -217,6 +221,13 @@ def _open_capture(device: int | str, backend: int, timeout_s: float) -> cv2.Vide
                             [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms])
 
 
+def _is_empty(path: Path) -> bool:
+    try:
+        return path.stat().st_size == 0
+    except OSError:
+        return False
+
+
 def open_source(source: str, camera_backend: str = "any",
                 stall_timeout_s: float = 5.0) -> VideoFileSource | ImageSource | LiveSource:
     """A camera index (``0``), a stream URL or named pipe, an image, a folder of images, or a video file."""
@@ -225,6 +236,6 @@ def open_source(source: str, camera_backend: str = "any",
     path = Path(source)
     if "://" in source or (path.exists() and stat.S_ISFIFO(path.stat().st_mode)):
         return LiveSource(source, "ffmpeg" if camera_backend == "any" else camera_backend, stall_timeout_s)
-    if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
+    if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES or source.endswith(("/", os.sep)):
         return ImageSource(path)
     return VideoFileSource(path)

@@ -13,6 +13,7 @@ class Frame:
 
     ``source_name`` is a short stem for file names (screenshots); ``source`` is what a record names:
     the photo's file name (also inside a folder), the video's, the stream's address or the camera.
+    A photo's ``timestamp_s`` is only its place in the folder (``is_still``).
     """
 
     image: np.ndarray
@@ -20,6 +21,7 @@ class Frame:
     timestamp_s: float
     source_name: str
     source: str = ""
+    is_still: bool = False  # a photo: its timestamp_s orders photos but is no time, so records leave it out
 
 
 @dataclass(frozen=True)

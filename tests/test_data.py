@@ -74,3 +74,19 @@ def test_stratified_split_is_seeded_and_keeps_proportions(fer_val: Path):
     assert not set(train_a.paths) & set(val_a.paths)
     for name, count in dataset.class_counts().items():
         assert abs(val_a.class_counts()[name] - 0.2 * count) <= 1
+
+
+def test_balance_weights_even_out_the_drawn_classes_and_the_rest_as_one():
+    from model.data import balance_weights
+
+    # 6 happy, 2 sad, 2 neutral, then 1 surprise + 1 angry (the "other" group of 2).
+    targets = np.eye(5, dtype=np.float32)[[0] * 6 + [1] * 2 + [2] * 2 + [3, 4]]
+    full = balance_weights(targets, 3, 1.0)
+    totals = [full[:6].sum(), full[6:8].sum(), full[8:10].sum(), full[10:].sum()]
+    assert np.allclose(totals, totals[0])  # every group weighs the same in the loss
+    assert np.isclose(full.mean(), 1.0)
+    assert np.allclose(balance_weights(targets, 3, 0.0), 1.0)
+    half = balance_weights(targets, 3, 0.5)
+    assert half[0] < half[6] < full[6]  # a sad face counts more than a happy one, less than with power 1
+    soft = balance_weights(np.array([[0.5, 0.5, 0, 0, 0], [1, 0, 0, 0, 0], [0, 1, 0, 0, 0]], np.float32), 3, 1.0)
+    assert np.isclose(soft[0], (soft[1] + soft[2]) / 2)  # a soft target is weighed by its shares

@@ -91,3 +91,16 @@ def test_large_faces_are_cropped_at_bounded_size():
     frame = np.zeros((2000, 2000, 3), np.uint8)
     crop = crop_aligned_face(frame, (100, 100, 1500, 1500), None, None)
     assert crop.shape == (192, 192, 3)
+
+
+def test_eyes_too_close_together_do_not_rotate_the_crop():
+    """A turned face's eye keypoints crowd together and their line is not the head's roll: no levelling."""
+    from model.preprocess import MIN_EYE_SPAN, eye_line_angle
+
+    box_side = 100.0
+    level = eye_line_angle((30.0, 40.0), (70.0, 40.0 + 40.0 * np.tan(np.radians(20))), box_side)
+    assert np.isclose(np.degrees(level), 20.0, atol=0.01)
+    span = (MIN_EYE_SPAN * box_side) * 0.8  # a three-quarter face: eyes close, their line steep
+    turned = eye_line_angle((50.0, 40.0), (50.0 + span * np.cos(0.5), 40.0 + span * np.sin(0.5)), box_side)
+    assert turned == 0.0
+    assert eye_line_angle(None, (70.0, 40.0), box_side) == 0.0

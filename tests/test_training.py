@@ -232,3 +232,45 @@ def test_a_teacher_with_other_outputs_is_refused_in_one_sentence(tmp_path: Path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: teacher ") and "happy_sad.keras maps (48, 48, 1) to 3 outputs; the student" in last
+
+
+def _tiny_shared_data(root: Path, per_class: int) -> Path:
+    """A DIR/<name>/train|val/<class>/ tree of a few real faces of each shared dataset, FER2013 with its votes."""
+    shared = FER.parent
+    for name, classes in (("fer2013", ["happy", "sad", "neutral", "angry"]),
+                          ("rafdb", ["happy", "sad", "neutral", "surprise"]),
+                          ("kdef", ["happy", "sad", "neutral", "fear"])):
+        for split in ("train", "val"):
+            link_subset(require(shared / name / split), root / name / split, classes, per_class)
+    (root / "fer2013" / "ferplus_votes.csv").symlink_to(require(FER / "ferplus_votes.csv"))
+    return root
+
+
+def test_training_on_the_shared_sources_records_each_in_the_card(tmp_path: Path):
+    root = _tiny_shared_data(tmp_path / "shared", 12)
+    result = run_cli("train.py", "--sources", "fer2013", "rafdb", "kdef", "--sources-root", str(root),
+                     "--epochs", "1", "--batch-size", "32", "--run-dir", str(tmp_path / "run"),
+                     "--face-cache", str(tmp_path / "cache"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    for noise in ("cuInit", "Epoch 1/1", "ms/step", "oneDNN", "UserWarning", "retracing"):
+        assert noise not in result.stderr + result.stdout, f"{noise!r} printed:\n{result.stderr[-3000:]}"
+    card = ModelCard.load(tmp_path / "run" / "happy_sad_neutral.json")
+    data = card.training_data
+    assert list(data["sources"]) == ["fer2013", "rafdb", "kdef"]
+    assert data["class_balance"] == 0.5
+    assert "non-commercial research" in data["sources"]["rafdb"]["terms"]
+    assert "non-commercial research" in data["sources"]["kdef"]["terms"]
+    # RAF-DB's aligned faces and KDEF's photos went through the live detector; FER2013's crops did not.
+    assert [data["sources"][name]["face_finding"] for name in ("fer2013", "rafdb", "kdef")] == \
+        ["crops", "aligned", "photos"]
+    for name in ("rafdb", "kdef"):
+        counts = data["sources"][name]["train_images"]
+        assert 0 < counts["happy"] <= 12 and counts["angry"] == 0
+        assert data["sources"][name]["val_images"]["other"] > 0  # surprise / fear folders, merged
+    assert sum(data["sources"]["fer2013"]["train_images"].values()) > 0
+    assert card.classes == ["happy", "sad", "neutral", "other"]
+
+
+def test_data_and_sources_together_are_refused(tmp_path: Path):
+    result = run_cli("train.py", "--data", str(tmp_path), "--sources", "rafdb")
+    assert result.returncode == 2 and "give one of them" in result.stderr and "Traceback" not in result.stderr

@@ -136,6 +136,6 @@ def analyze_photo(service: WebService, name: str, data: bytes) -> PhotoResult:
         faces = sorted(service.detector.detect(image), key=lambda face: (face.box[0], face.box[1]))
         annotated = service.detector.annotate(image, faces)
     jpeg = cv2.imencode(".jpg", annotated, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])[1].tobytes()
-    record = face_record(Frame(image, 0, 0.0, PurePath(name).stem, source=name), faces)
+    record = face_record(Frame(image, 0, 0.0, PurePath(name).stem, source=name, is_still=True), faces)
     return PhotoResult(name, faces, tuple(service.classes), jpeg, record, original_size,
                        (image.shape[1], image.shape[0]))
