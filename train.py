@@ -445,7 +445,7 @@ def _export(config, state, train_counts: dict, val_set: FaceDataset, run_dir: Pa
     from model.metrics import fit_temperature
     from model.network import count_flops
     from model.plots import plot_confusion, plot_curves
-    from model.training import load_checkpoint
+    from model.checkpoints import load_checkpoint
     from realtime.classifier import ExpressionClassifier
 
     network = load_checkpoint(run_dir / "best.keras")

@@ -19,6 +19,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from model.checkpoints import load_checkpoint
 from model.run_state import RunError
 
 DISTILL_WEIGHT = 0.7
@@ -62,8 +63,6 @@ def label_accuracy(y_true, y_pred):
 
 def load_teachers(paths: list[str], outputs: int, input_shape: tuple[int, ...]) -> list[keras.Model]:
     """The teacher networks, each checked to take the student's input and give its ``outputs`` logits."""
-    from model.training import load_checkpoint
-
     teachers = []
     for path in map(Path, paths):
         if not path.is_file():

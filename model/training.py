@@ -9,7 +9,6 @@ uninterrupted one.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -21,27 +20,13 @@ import tensorflow as tf
 
 from model.augment import augment_batch
 from model.card import CardError, ModelCard, card_path_for
+from model.checkpoints import load_checkpoint, save_model_atomically
 from model.data import FaceDataset, balance_weights
 from model.distill import DistillationLoss, label_accuracy, load_teachers, with_teacher_logits
 from model.export import merged_log_probs, predict_logits
 from model.network import build_network
 from model.preprocess import InputSpec, renormalize_batch
 from model.run_state import RunError, TrainConfig, TrainState
-
-
-def _save_model_atomically(model: keras.Model, path: Path) -> None:
-    temporary = path.with_name(path.stem + ".tmp.keras")
-    model.save(temporary)
-    os.replace(temporary, path)
-
-
-def load_checkpoint(path: Path, role: str = "a checkpoint") -> keras.Model:
-    """A .keras file in safe mode: layers that would run stored code (Lambda) are refused, not executed."""
-    try:
-        return keras.models.load_model(path, safe_mode=True)
-    except (ValueError, TypeError, OSError, KeyError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise RunError(f"{path} cannot be loaded safely as {role} ({first_line})") from None
 
 
 @dataclass(frozen=True)
@@ -278,8 +263,8 @@ def train(config: TrainConfig, train_set: FaceDataset, val_set: FaceDataset, run
         state.epochs_done = epoch + 1
         if val_accuracy > state.best_val_accuracy:
             state.best_val_accuracy, state.best_epoch = val_accuracy, epoch + 1
-            _save_model_atomically(model, best_path)
-        _save_model_atomically(model, last_path)
+            save_model_atomically(model, best_path)
+        save_model_atomically(model, last_path)
         state.save(state_path)
         print(f"epoch {epoch + 1}/{config.epochs}: val accuracy {val_accuracy:.4f} (mirror-averaged), "
               f"val loss {val_loss:.4f}, best {state.best_val_accuracy:.4f} at epoch {state.best_epoch}, "

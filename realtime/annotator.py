@@ -66,7 +66,7 @@ class Annotator:
         also the face count, and the frame rate where ``fps`` is given (streams, not stills)."""
         canvas = image.copy()
         style = Style.for_frame(canvas.shape[1], canvas.shape[0])
-        labels = [self._label(face, style, canvas.shape[1]) for face in faces]
+        labels = self._labels(faces, style, canvas.shape[1], canvas.shape[0])
         for face, (text, box) in zip(faces, labels):
             colour = UNCERTAIN_COLOUR if face.uncertain else class_colour(face.label, face.classes)
             x, y, w, h = face.box
@@ -79,7 +79,13 @@ class Annotator:
     def draw_stats(self, canvas: np.ndarray, faces: list[Face], fps: float | None) -> None:
         """The ``NN fps  K faces`` line alone, in place: the window draws it onto its own copy of a frame."""
         style = Style.for_frame(canvas.shape[1], canvas.shape[0])
-        self._draw_stats(canvas, faces, fps, style, [self._label(face, style, canvas.shape[1])[1] for face in faces])
+        labels = self._labels(faces, style, canvas.shape[1], canvas.shape[0])
+        self._draw_stats(canvas, faces, fps, style, [box for _, box in labels])
+
+    def label_boxes(self, faces: list[Face], frame_size: tuple[int, int]) -> list[Rect]:
+        """Where each face's label is drawn on a frame of ``frame_size`` (width, height)."""
+        style = Style.for_frame(*frame_size)
+        return [box for _, box in self._labels(faces, style, *frame_size)]
 
     def _draw_stats(self, canvas: np.ndarray, faces: list[Face], fps: float | None, style: Style,
                     label_boxes: list[Rect]) -> None:
@@ -100,15 +106,32 @@ class Annotator:
                 break
         self._draw_text(canvas, text, corner, (255, 255, 255), (0, 0, 0), style)
 
-    def _label(self, face: Face, style: Style, frame_width: int) -> tuple[str, Rect]:
-        """A face's label text and its box: above the face, or below where the frame's top edge is in the way."""
+    def _text(self, face: Face) -> str:
         text = f"{face.label}{'?' if face.uncertain else ''} {face.confidence:.0%}"
-        if self.show_ids and face.track_id is not None:
-            text = f"#{face.track_id} {text}"
-        x, y, _, h = face.box
-        label_w, label_h = _text_box_size(text, style)
-        top = y - label_h if y - label_h >= 0 else y + h
-        return text, (min(max(x, 0), max(frame_width - label_w, 0)), top, label_w, label_h)
+        return f"#{face.track_id} {text}" if self.show_ids and face.track_id is not None else text
+
+    def _labels(self, faces: list[Face], style: Style, frame_w: int, frame_h: int) -> list[tuple[str, Rect]]:
+        """Each face's label text and box, inside the frame, placed so that it hides no other label and no face.
+
+        Faces are placed largest first; each label takes the first free spot (``_label_spots``: above its
+        box, below it, then further out); where none is free (a crowd), the spot that covers least. A label may touch a face's box, never cover it.
+        """
+        texts = [self._text(face) for face in faces]
+        placed: dict[int, Rect] = {}
+        for index in sorted(range(len(faces)), key=lambda i: -faces[i].detection.area):
+            label_w, label_h = _text_box_size(texts[index], style)
+            others = [face.box for face in faces] + list(placed.values())
+            best, least = None, None
+            for x, y in _label_spots(faces[index].box, label_w, label_h):
+                spot = (min(max(x, 0), max(frame_w - label_w, 0)), min(max(y, 0), max(frame_h - label_h, 0)),
+                        label_w, label_h)
+                covered = sum(_intersection(spot, other) for other in others)
+                if least is None or covered < least:
+                    best, least = spot, covered
+                if covered == 0:
+                    break
+            placed[index] = best
+        return [(texts[i], placed[i]) for i in range(len(faces))]
 
     @staticmethod
     def _draw_text(canvas, text, top_left, text_colour, background, style: Style) -> None:
@@ -118,6 +141,18 @@ class Annotator:
                       background, cv2.FILLED)
         cv2.putText(canvas, text, (x + style.padding, y + style.padding + text_h), FONT, style.font_scale,
                     text_colour, style.thickness, cv2.LINE_AA)
+
+
+def _label_spots(box: Rect, label_w: int, label_h: int) -> list[tuple[int, int]]:
+    """Top-left corners to try for a face's label: rows above and below the box, each left-aligned, right-aligned,
+    centred, then beside the box; nearest the face first."""
+    x, y, w, h = box
+    lefts = [x, x + w - label_w, x + (w - label_w) // 2, x - label_w, x + w]
+    spots = []
+    for step in range(4):
+        for top in (y - label_h * (step + 1), y + h + label_h * step):
+            spots += [(left, top) for left in lefts]
+    return spots
 
 
 def _text_box_size(text: str, style: Style) -> tuple[int, int]:

@@ -73,7 +73,8 @@ def _fails_with(result: subprocess.CompletedProcess, *fragments: str) -> str:
 
 
 def _photo_faces(cache: Path) -> PhotoFaces:
-    return PhotoFaces(CropCache(cache, CropFraming(), "auto"), CropFraming(), "auto")
+    return PhotoFaces(CropCache(cache, CropFraming(), "auto"), CropFraming(),
+                      lambda: FaceDetector(model_range="auto", still_images=True))
 
 
 # Photos to faces, the way the live pipeline does it
@@ -108,14 +109,16 @@ def test_the_cache_key_is_the_content_and_the_framing(tmp_path: Path, genki: Pat
     assert cache.key(photo) == cache.key(copy)
     assert cache.key(photo) != CropCache(tmp_path, CropFraming(scale=1.4), "auto").key(photo)
     assert cache.key(photo) != CropCache(tmp_path, CropFraming(), "short").key(photo)
+    assert cache.key(photo) != CropCache(tmp_path, CropFraming(), "auto", pad=0.5).key(photo)
 
 
 def test_crops_and_photos_are_told_apart_by_measuring(tmp_path: Path, genki: Path, fer_val: Path):
     crops = sorted((fer_val / "happy").iterdir())[:16] + sorted((fer_val / "sad").iterdir())[:16]
     photos = sorted((genki / "smile").iterdir())[:16] + sorted((genki / "non_smile").iterdir())[:16]
-    assert decide_faces(crops).mode == "crops" and not decide_faces(crops).mixed
-    assert decide_faces(photos).mode == "photos" and not decide_faces(photos).mixed
-    mixed = decide_faces(crops[:16] + photos[:16])
+    with FaceDetector(model_range="auto", still_images=True) as detector:
+        assert decide_faces(crops, detector).mode == "crops" and not decide_faces(crops, detector).mixed
+        assert decide_faces(photos, detector).mode == "photos" and not decide_faces(photos, detector).mixed
+        mixed = decide_faces(crops[:16] + photos[:16], detector)
     assert mixed.mixed and "look like face crops" in mixed.describe()
 
 

@@ -115,3 +115,12 @@ def test_photos_have_no_time_in_their_records(tmp_path: Path, media: Path):
     assert times[0] == 0.0 and times[1] > 0
 
 
+
+
+def test_what_the_readme_examples_write_is_ignored_by_git():
+    """The default screenshot folder and the files the README's examples write are not untracked clutter."""
+    import subprocess
+
+    for path in ("screenshots/clip_12.png", "annotated.mp4", "annotated.jpg", "faces.jsonl", "results/a.jsonl"):
+        shown = subprocess.run(["git", "check-ignore", "-q", path], cwd=REPO)
+        assert shown.returncode == 0, f"{path} is not ignored"

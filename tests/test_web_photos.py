@@ -51,10 +51,12 @@ def test_uploads_the_page_cannot_read_are_refused_in_one_sentence(data: bytes, m
         decode_photo("a.jpg", data)
 
 
-def test_a_truncated_photo_is_named_as_damaged(media: Path):
+@pytest.mark.parametrize("keep", [20_000, 2 / 3], ids=["first 20 KB", "two thirds"])
+def test_a_truncated_photo_is_named_as_damaged(media: Path, keep: float):
     data = (media / "obama.jpg").read_bytes()
+    cut = int(keep) if keep > 1 else int(len(data) * keep)
     with pytest.raises(PhotoRefused, match="obama.jpg is a damaged or cut-short JPEG file"):
-        decode_photo("obama.jpg", data[: len(data) * 2 // 3])
+        decode_photo("obama.jpg", data[:cut])
 
 
 def test_photos_are_read_as_the_desktop_tool_reads_them(media: Path):
@@ -81,6 +83,20 @@ def test_an_answer_matches_the_python_api_and_the_log_format(service: WebService
     rows = face_rows(result.faces, result.classes)
     assert [row["confidence"] for row in rows] == [f"{face.confidence:.0%}" for face in faces]
     assert set(rows[0]) == {"face", "label", "confidence", *service.classes}
+
+
+def test_the_pictures_faces_carry_the_tables_numbers(service: WebService, media: Path):
+    """The page's picture numbers each face where the table does; the desktop's annotate() draws no numbers."""
+    data = (media / "two_people.jpg").read_bytes()
+    result = analyze_photo(service, "two_people.jpg", data)
+    shown = cv2.imdecode(np.frombuffer(result.annotated_jpeg, np.uint8), cv2.IMREAD_COLOR)
+    plain = service.detector.annotate(cv2.imread(str(media / "two_people.jpg")), result.faces)
+    for face in result.faces:
+        x, y, w, h = face.box
+        corner = (slice(y + h - 30, y + h), slice(x, x + 30))
+        # A dark tag with light digits sits in the box's lower left corner of the page's picture alone.
+        assert np.abs(shown[corner].astype(int) - plain[corner].astype(int)).mean() > 20
+        assert (shown[corner].max(axis=2) > 200).any() and (shown[corner].max(axis=2) < 60).mean() > 0.3
 
 
 def test_a_photo_without_a_face_says_so(service: WebService):

@@ -17,7 +17,6 @@ from realtime.web.camera import CAMERA_MESSAGES, CAMERA_REFUSED_HINT, NO_ICE_SER
 from realtime.web.photos import (
     MAX_MEGAPIXELS,
     MAX_UPLOAD_MB,
-    SUFFIXES,
     PhotoRefused,
     PhotoResult,
     analyze_photo,
@@ -68,7 +67,7 @@ def show_photo(result: PhotoResult, key: str) -> None:
 def photos_tab(service: WebService) -> None:
     uploads = st.file_uploader(
         f"Photos: drop them here or browse (JPEG, PNG or WebP; up to {MAX_UPLOAD_MB} MB and {MAX_MEGAPIXELS} "
-        f"megapixels each)", type=list(SUFFIXES), accept_multiple_files=True)
+        f"megapixels each)", accept_multiple_files=True)  # any file: ours, not Streamlit's, is the sentence it gets
     for upload, answer in zip(uploads, photo_answers(service, uploads)):
         with st.container(border=True):
             st.subheader(plain(upload.name), anchor=False)

@@ -28,7 +28,8 @@ MAX_MEGAPIXELS = 120
 # and a face crop needs 48, so nothing is lost, while a 10000x10000 picture would cost 300 MB a copy.
 SHOWN_MAX_SIDE = 4096
 FORMATS = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP"}
-SUFFIXES = ("jpg", "jpeg", "png", "webp")
+# The first bytes of each format the page reads: a file that starts so but has no readable header is cut short.
+SIGNATURES = {"JPEG": (b"\xff\xd8\xff",), "PNG": (b"\x89PNG\r\n\x1a\n",), "WEBP": (b"RIFF",)}
 JPEG_QUALITY = 90
 # A photo near the pixel limit takes 300 MB while it is decoded; two at once bound what four visitors cost.
 _decoding = threading.BoundedSemaphore(2)
@@ -113,6 +114,11 @@ def _header(name: str, data: bytes) -> tuple[str, tuple[int, int]]:
         raise PhotoRefused(f"{name} has more than the {MAX_MEGAPIXELS} megapixels the page reads; scale it down "
                            f"and upload it again") from None
     except (UnidentifiedImageError, OSError, ValueError):
+        started_as = next((kind for kind, starts in SIGNATURES.items() if data.startswith(starts)
+                           and (kind != "WEBP" or data[8:12] == b"WEBP")), None)
+        if started_as is not None:
+            raise PhotoRefused(f"{name} is a damaged or cut-short {FORMATS[started_as]} file (an interrupted "
+                               f"download?) and cannot be read") from None
         raise PhotoRefused(f"{name} is not a JPEG, PNG or WebP image") from None
     if kind not in FORMATS:
         raise PhotoRefused(f"{name} is a {kind} image; the page reads JPEG, PNG and WebP")
@@ -127,6 +133,25 @@ def fit_for_page(image: np.ndarray) -> np.ndarray:
     return cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
 
 
+def number_faces(annotated: np.ndarray, faces: list[Face]) -> np.ndarray:
+    """Each face's number, as the page's table numbers it, in a dark tag at the box's lower left corner (inside
+    the box, so it covers neither the label above nor a neighbour)."""
+    scale = max(0.5, min(annotated.shape[:2]) / 900)
+    thickness = max(1, round(scale * 2))
+    for number, face in enumerate(faces, start=1):
+        x, y, w, h = face.box
+        text = str(number)
+        (text_w, text_h), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+        pad = max(2, text_h // 4)
+        left = int(np.clip(x, 0, annotated.shape[1] - text_w - 2 * pad))
+        bottom = int(np.clip(y + h, text_h + baseline + 2 * pad, annotated.shape[0]))
+        cv2.rectangle(annotated, (left, bottom - text_h - baseline - 2 * pad), (left + text_w + 2 * pad, bottom),
+                      (32, 32, 32), cv2.FILLED)
+        cv2.putText(annotated, text, (left + pad, bottom - baseline - pad), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                    (255, 255, 255), thickness, cv2.LINE_AA)
+    return annotated
+
+
 def analyze_photo(service: WebService, name: str, data: bytes) -> PhotoResult:
     """Every face of one uploaded photo, found, read and drawn by the shared detector, as the page shows it."""
     image = decode_photo(name, data)
@@ -134,7 +159,7 @@ def analyze_photo(service: WebService, name: str, data: bytes) -> PhotoResult:
     image = fit_for_page(image)
     with service.lock:
         faces = sorted(service.detector.detect(image), key=lambda face: (face.box[0], face.box[1]))
-        annotated = service.detector.annotate(image, faces)
+        annotated = number_faces(service.detector.annotate(image, faces), faces)
     jpeg = cv2.imencode(".jpg", annotated, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])[1].tobytes()
     record = face_record(Frame(image, 0, 0.0, PurePath(name).stem, source=name, is_still=True), faces)
     return PhotoResult(name, faces, tuple(service.classes), jpeg, record, original_size,
