@@ -276,6 +276,9 @@ def test_bad_uploads_get_one_clear_message_each_and_the_server_keeps_serving(vis
         "wall.png": cv2.imencode(".png", np.full((300, 400, 3), 200, np.uint8))[1].tobytes(),
         "big.jpg": b"\xff\xd8" + bytes((MAX_UPLOAD_MB + 1) << 20),
         "readme.txt": b"text\n",
+        "head.jpg": obama[:20_000],  # cut before the header ends
+        "anim.gif": b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00,"
+                    b"\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;",
     }
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
@@ -295,7 +298,14 @@ def test_bad_uploads_get_one_clear_message_each_and_the_server_keeps_serving(vis
     assert photo_card(page, "wall.png").get_by_text("No face found in this photo.").is_visible()
     uploader = page.locator("[data-testid=stFileUploader]")
     assert uploader.get_by_text(re.compile(rf"File must be {MAX_UPLOAD_MB}(\.0)? ?MB or smaller")).is_visible()
-    assert uploader.get_by_text("text/plain files are not allowed").is_visible()
+    # Any file reaches our own sentence: none of Streamlit's "... files are not allowed" chips.
+    assert uploader.get_by_text("files are not allowed").count() == 0
+    assert photo_card(page, "readme.txt", refused=True).get_by_text("readme.txt is not a JPEG, PNG or WebP image") \
+        .is_visible()
+    assert photo_card(page, "head.jpg", refused=True).get_by_text("head.jpg is a damaged or cut-short JPEG file") \
+        .is_visible()
+    assert photo_card(page, "anim.gif", refused=True).get_by_text(
+        "anim.gif is a GIF image; the page reads JPEG, PNG and WebP").is_visible()
     assert page.get_by_text(f"up to {MAX_UPLOAD_MB} MB and 120 megapixels each").is_visible()
     assert page.locator("text=Traceback").count() == 0
     upload(page, media / "obama.jpg")
