@@ -85,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output-stats", action="store_true",
                         help="also draw the FPS and face-count line into --output and screenshots")
     parser.add_argument("--show-ids", action="store_true", help="draw each face's track id")
+    parser.add_argument("--sample-fps", type=positive_float, default=None, metavar="R",
+                        help="analyse R frames per second of source time, by timestamp (default: every frame); "
+                             "the log and --json get one record per analysed frame, --output and the window "
+                             "show every frame with the last analysed labels held")
     parser.add_argument("--smoothing", type=non_negative_float, default=TrackerSettings.time_constant_s, metavar="SECONDS",
                         help="time constant of the per-face probability smoothing; 0 shows raw per-frame labels "
                              "(default: %(default)s)")
@@ -189,8 +193,11 @@ def run_detector(args: argparse.Namespace) -> int:
         if not source.is_still:
             stack.callback(pipeline.detector.close)
         sinks, window = _open_sinks(args, source)
+        # Frames between analysed ones are needed only where every frame is shown or saved.
+        every_frame = bool(args.output or window or args.screenshot_every)
         outcome = detector.run(source, sinks, should_stop=lambda: window is not None and window.quit_requested,
-                               on_end=window.hold_last if window else None, pipeline=pipeline)
+                               on_end=window.hold_last if window else None, pipeline=pipeline,
+                               sample_fps=args.sample_fps, every_frame=every_frame)
     return _report(args, source, outcome)
 
 

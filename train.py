@@ -55,7 +55,6 @@ from model.votes import EXPRESSIONS, load_votes, votes_path
 from realtime.detector import DETECTOR_RANGES, FaceDetector
 
 REPO = Path(__file__).resolve().parent
-DEFAULT_DATA = SHARED_DATA / "fer2013"
 DEFAULT_CLASSES = ["happy", "sad", "neutral"]
 DEFAULT_INIT = REPO / "model" / "happy_sad_neutral.keras"
 FACE_CACHE = REPO / "runs" / "face_cache"
@@ -101,8 +100,8 @@ def _train_parser() -> argparse.ArgumentParser:
                         help="where the faces found in photos are kept, so later runs need not detect again "
                              "(default: runs/face_cache in this project)")
     parser.add_argument("--init", type=Path, nargs="?", const=DEFAULT_INIT, default=None, metavar="MODEL",
-                        help="fine-tune a trained .keras model (given alone: model/happy_sad_neutral.keras) instead of training from "
-                             "random weights; new class names get a new output layer")
+                        help="fine-tune a trained .keras model (given alone: model/happy_sad_neutral.keras) instead of "
+                             "training from random weights; new class names get a new output layer")
     parser.add_argument("--head-epochs", type=non_negative_int, default=None,
                         help="with --init: epochs that train the output layer alone before the whole network "
                              "(default: 3)")

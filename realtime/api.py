@@ -28,6 +28,7 @@ from realtime.annotator import Annotator
 from realtime.classifier import ExpressionClassifier
 from realtime.detector import FaceDetector
 from realtime.pipeline import ExpressionPipeline, FrameRate, RunOutcome, RunSummary, Sink, run_to_sinks
+from realtime.sampling import sampled
 from realtime.sources import open_source
 from realtime.tracker import FaceTracker, TrackerSettings
 from realtime.types import Face, Frame
@@ -101,15 +102,18 @@ class ExpressionDetector:
         return self.annotator.draw(image, faces, fps)
 
     def stream(self, source, annotate: bool = True, camera_backend: str = "any",
-               stall_timeout_s: float = 5.0) -> Iterator[FrameResult]:
+               stall_timeout_s: float = 5.0, sample_fps: float | None = None) -> Iterator[FrameResult]:
         """Every frame of ``source`` (camera index, stream URL, video, image or folder, or an open source),
-        with tracking and smoothing; the annotated picture too unless ``annotate`` is False."""
+        with tracking and smoothing; the annotated picture too unless ``annotate`` is False.
+
+        ``sample_fps``: only ``sample_fps`` frames per second of source time are analysed and yielded (the
+        others of a video file are not even converted to pixels); tracking and smoothing run on those."""
         opened = open_source(str(source), camera_backend, stall_timeout_s) if isinstance(source, (str, int, Path)) \
             else source
         pipeline = self.pipeline(opened.is_still)
         rate = FrameRate()
         try:
-            for frame in opened:
+            for frame in sampled(opened, sample_fps, every_frame=False):
                 faces = pipeline.analyze(frame)
                 fps = None if opened.is_still else rate.value
                 picture = self.annotator.draw(frame.image, faces, fps) if annotate else None
@@ -123,17 +127,24 @@ class ExpressionDetector:
 
     def run(self, source, sinks: list[Sink], should_stop: Callable[[], bool] = lambda: False,
             on_frame: Callable[[RunSummary, float | None], None] | None = None, *,
-            on_end: Callable[[], None] | None = None, pipeline: ExpressionPipeline | None = None) -> RunOutcome:
+            on_end: Callable[[], None] | None = None, pipeline: ExpressionPipeline | None = None,
+            sample_fps: float | None = None, every_frame: bool = True) -> RunOutcome:
         """Send an open source through the pipeline into ``sinks`` and finalize every sink however the run ends
         (end of source, ``should_stop()``, Ctrl-C, ``Terminated``, a failed write).
 
         ``on_end`` runs when the source is exhausted, before the sinks close (a window holds its last
         frame). ``pipeline``: one made beforehand with ``pipeline(source.is_still)``, so that a detector
         that cannot start fails before any output file is opened; it is closed here like one made here.
+        ``sample_fps``: analyse that many frames per second of source time; with ``every_frame`` the others
+        still reach the sinks, drawn with the last analysed faces (logs skip them), else they are skipped.
         """
         pipeline = pipeline or self.pipeline(source.is_still)
         try:
-            return run_to_sinks(source, pipeline, sinks, should_stop, on_frame, on_end)
+            outcome = run_to_sinks(sampled(source, sample_fps, every_frame), pipeline, sinks, should_stop, on_frame,
+                                   on_end)
+            if outcome.summary is not None and getattr(source, "frames_read", 0) > outcome.summary.frames:
+                outcome.summary.frames = source.frames_read  # the frames after the last analysed one, grabbed
+            return outcome
         finally:
             if not source.is_still:
                 pipeline.detector.close()

@@ -25,7 +25,8 @@ class Sink(Protocol):
 
 @dataclass
 class RunSummary:
-    frames: int = 0
+    frames: int = 0  # of the source, up to the last one read
+    analysed: int = 0  # fewer than ``frames`` with --sample-fps; faces are counted on these
     faces: int = 0
     frames_with_faces: int = 0
     seconds: float = 0.0
@@ -41,7 +42,8 @@ class RunSummary:
             photos = "photo" if self.frames == 1 else "photos"
             faces = "face" if self.faces == 1 else "faces"
             return f"{self.frames} {photos}, {self.faces} {faces} (a face in {self.frames_with_faces} of them)"
-        return (f"{self.frames} frames, {self.faces} faces (a face in {self.frames_with_faces} frames), "
+        analysed = f" ({self.analysed} analysed)" if self.analysed != self.frames else ""
+        return (f"{self.frames} frames{analysed}, {self.faces} faces (a face in {self.frames_with_faces} frames), "
                 f"mean {self.mean_fps:.1f} frames/s")
 
 
@@ -97,9 +99,10 @@ class ExpressionPipeline:
         probs = self.classifier.predict(self.preprocess(frame.image, detections))
         return self.track(frame, detections, probs)
 
-    def process(self, frame: Frame, fps: float | None) -> tuple[list[Face], np.ndarray]:
-        """One frame through every stage, drawing included."""
-        faces = self.analyze(frame)
+    def process(self, frame: Frame, fps: float | None, held: list[Face] | None = None) -> tuple[list[Face], np.ndarray]:
+        """One frame through every stage, drawing included; a frame ``--sample-fps`` passes over (not
+        ``frame.analysed``) is drawn with ``held``, the last analysed frame's faces, as a viewer expects."""
+        faces = self.analyze(frame) if frame.analysed or held is None else held
         return faces, self.annotator.draw(frame.image, faces, fps)
 
 
@@ -114,14 +117,19 @@ def run(frames: Iterable[Frame], pipeline: ExpressionPipeline, sinks: list[Sink]
     """
     summary, rate = RunSummary(still_images=pipeline.still_images), FrameRate()
     started = time.perf_counter()
+    held: list[Face] = []
     try:
         for frame in frames:
-            faces, annotated = pipeline.process(frame, None if pipeline.still_images else rate.value)
+            faces, annotated = pipeline.process(frame, None if pipeline.still_images else rate.value, held)
             for sink in sinks:
                 sink.consume(frame, faces, annotated)
-            summary.frames += 1
-            summary.faces += len(faces)
-            summary.frames_with_faces += bool(faces)
+            # A video's frames --sample-fps never decoded count as read; an unreadable photo does not.
+            summary.frames = summary.frames + 1 if pipeline.still_images else frame.index + 1
+            if frame.analysed:
+                held = faces
+                summary.analysed += 1
+                summary.faces += len(faces)
+                summary.frames_with_faces += bool(faces)
             fps = rate.tick()
             if on_frame is not None:
                 on_frame(summary, fps)

@@ -273,6 +273,8 @@ class JsonlSink:
             self._file, self._owned = target, False
 
     def consume(self, frame: Frame, faces: list[Face], annotated: np.ndarray) -> None:
+        if not frame.analysed:
+            return  # one record per analysed frame: a held label is no new reading
         self._file.write(json.dumps(face_record(frame, faces)) + "\n")
         self._file.flush()
 
@@ -413,7 +415,7 @@ class ProgressSink:
 
             self._bar = tqdm(total=self._total, unit="frame", file=sys.stderr, dynamic_ncols=True,
                              mininterval=0.2)
-        self._bar.update(1)
+        self._bar.update(frame.index + 1 - self._bar.n)  # frames --sample-fps skipped count as done too
 
     def close(self) -> None:
         if self._bar is not None:

@@ -22,6 +22,7 @@ import cv2
 from model.errors import ExpressionDetectorError
 from model.images import IMAGE_SUFFIXES, is_image_path, read_image
 from realtime.native import quiet_native
+from realtime.sampling import FrameSampler
 from realtime.types import Frame
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ class VideoFileSource:
         self.fps = fps if 1.0 <= fps <= 240.0 else DEFAULT_FPS
         self.size = (self._first.shape[1], self._first.shape[0])
         self.frame_count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-        self.frames_read = 0
+        self.frames_read = 1
 
     @property
     def end_note(self) -> str | None:
@@ -76,13 +77,29 @@ class VideoFileSource:
         return None
 
     def __iter__(self) -> Iterator[Frame]:
-        image, index = self._first, 0
-        while image is not None:
-            self.frames_read = index + 1
-            yield Frame(image, index, index / self.fps, self.name, self.path.name)
-            ok, image = self._capture.read()
-            image = image if ok else None
+        return self.frames(FrameSampler(), every_frame=True)
+
+    def frames(self, sampler: FrameSampler, every_frame: bool) -> Iterator[Frame]:
+        """The frames ``sampler`` wants, and with ``every_frame`` the others too, marked not analysed.
+
+        A frame nobody needs is only grabbed: demuxed and decoded (H.264 frames depend on each other), never
+        converted to BGR or copied out, which is most of what a frame costs after decoding.
+        """
+        index, image = 0, self._first
+        while True:
+            timestamp = index / self.fps
+            wanted = sampler.wants(timestamp)
+            if wanted or every_frame:
+                if image is None:
+                    ok, image = self._capture.retrieve()
+                    if not ok:
+                        return
+                yield Frame(image, index, timestamp, self.name, self.path.name, analysed=wanted)
             index += 1
+            if not self._capture.grab():
+                return
+            self.frames_read = index + 1
+            image = None
 
     def close(self) -> None:
         self._capture.release()

@@ -22,6 +22,7 @@ class Frame:
     source_name: str
     source: str = ""
     is_still: bool = False  # a photo: its timestamp_s orders photos but is no time, so records leave it out
+    analysed: bool = True  # False: passed over by --sample-fps, shown with the last analysed frame's faces
 
 
 @dataclass(frozen=True)
