@@ -21,7 +21,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from model.card import DEFAULT_MODEL
-from model.cli_types import fraction, non_negative_float, positive_int
+from model.cli_types import fraction, non_negative_float, positive_float, positive_int
 from model.errors import ExpressionDetectorError
 from realtime.batch_jobs import (
     DONE,
@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL,
                         help=f"expression model (.tflite with its .json card beside it) (default: "
                              f"model/{DEFAULT_MODEL.name} in this project)")
+    parser.add_argument("--sample-fps", type=positive_float, default=None, metavar="R",
+                        help="analyse R frames per second of each video's time, as main.py --sample-fps (default: "
+                             "every frame); annotated videos keep every frame, the last labels held")
     parser.add_argument("--smoothing", type=non_negative_float, default=TrackerSettings.time_constant_s,
                         metavar="SECONDS", help="time constant of the per-face probability smoothing; 0 gives raw "
                                                 "per-frame labels (default: %(default)s)")
@@ -133,7 +136,7 @@ def _raise_terminated(signum, frame) -> None:
 
 def run(args: argparse.Namespace) -> int:
     detector = DetectorOptions(model_option(args.model), args.detector, args.smoothing, args.min_confidence,
-                               show_stats=args.output_stats, show_ids=args.show_ids)
+                               show_stats=args.output_stats, show_ids=args.show_ids, sample_fps=args.sample_fps)
     options = JobOptions(Path(os.path.abspath(args.output)), detector, args.output_video, str(args.output))
     videos = find_videos(args.input, args.output)
     progress = Progress()

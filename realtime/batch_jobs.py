@@ -102,6 +102,7 @@ class DetectorOptions:
     min_confidence: float | None = None
     show_stats: bool = False
     show_ids: bool = False
+    sample_fps: float | None = None  # analysed frames per second of source time; None: every frame
 
 
 @dataclass(frozen=True)
@@ -371,7 +372,8 @@ def _process(video: Video, options: JobOptions, temporaries: dict[Path, Path]) -
         except BaseException:
             pipeline.detector.close()
             raise
-        outcome = detector.run(source, sinks, pipeline=pipeline)
+        outcome = detector.run(source, sinks, pipeline=pipeline, sample_fps=options.detector.sample_fps,
+                               every_frame=options.output_video)
     finally:
         source.close()
     if outcome.status == 130:

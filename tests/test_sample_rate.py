@@ -64,3 +64,16 @@ def test_the_python_stream_samples_as_main_does(tmp_path: Path, media: Path):
         streamed = [(result.index, [face.label for face in result.faces])
                     for result in detector.stream(clip, annotate=False, sample_fps=2)]
     assert streamed == [(record["frame"], [face["label"] for face in record["faces"]]) for record in records]
+
+
+def test_batch_samples_each_video_as_main_does(tmp_path: Path, media: Path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "talk.mp4").write_bytes((media / "short_hamilton_clip.mp4").read_bytes())
+    result = run_cli("batch.py", str(inputs), str(tmp_path / "out"), "--sample-fps", "4")
+    assert result.returncode == 0, result.stderr[-3000:]
+    main_log = _log(["--source", str(inputs / "talk.mp4"), "--sample-fps", "4"], tmp_path / "main.jsonl")
+    assert (tmp_path / "out" / "talk.mp4.jsonl").read_text() == (tmp_path / "main.jsonl").read_text()
+    assert len(main_log) == math.ceil(275 / 29.97 * 4)
+    refused = run_cli("batch.py", str(inputs), str(tmp_path / "out"))  # resuming at another rate is refused
+    assert refused.returncode == 2 and "the sample_fps differs" in refused.stderr
