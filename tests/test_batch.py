@@ -174,7 +174,7 @@ def test_resuming_with_other_options_is_refused(first_job):
     videos, output, _ = first_job
     result = _batch(str(videos), str(output), "--smoothing", "0")
     assert result.returncode == 2
-    expected = (f"error: {output} holds results made with other options (smoothing differ); give another OUTPUT "
+    expected = (f"error: {output} holds results made with other options (the smoothing differs); give another OUTPUT "
                 f"folder, or the same options to resume")
     assert result.stderr.strip().splitlines() == [expected]
 
