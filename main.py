@@ -41,6 +41,7 @@ from realtime.sinks import (
     video_container,
 )
 from realtime.sources import CAMERA_BACKENDS, open_source
+from realtime.timeline import TimelineSink
 from realtime.tracker import TrackerSettings
 
 STDOUT = Path("-")
@@ -85,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output-stats", action="store_true",
                         help="also draw the FPS and face-count line into --output and screenshots")
     parser.add_argument("--show-ids", action="store_true", help="draw each face's track id")
+    parser.add_argument("--timeline", type=Path, metavar="FILE.csv",
+                        help="write one row per second of source time (faces seen, each label's share of the "
+                             "face-time) and a chart of it, FILE.png, beside it")
     parser.add_argument("--sample-fps", type=positive_float, default=None, metavar="R",
                         help="analyse R frames per second of source time, by timestamp (default: every frame); "
                              "the log and --json get one record per analysed frame, --output and the window "
@@ -144,14 +148,20 @@ def _check_outputs(args: argparse.Namespace) -> None:
     screenshots = args.screenshot_every or not args.no_display
     if screenshots:
         check_screenshot_folder(args.screenshot_dir)
-    files = {"--output": args.output, "--log": args.log if args.log != STDOUT else None}
+    if args.timeline:
+        if args.timeline.suffix.lower() != ".csv":
+            raise OutputError(f"--timeline {args.timeline} must name a .csv file (its chart goes beside it as .png)")
+        check_output_path(args.timeline, "timeline")
+    files = {"--output": args.output, "--log": args.log if args.log != STDOUT else None,
+             "--timeline": args.timeline, "--timeline's chart": args.timeline.with_suffix(".png") if args.timeline
+             else None}
     check_outputs_apart(Path(args.source), {role: path for role, path in files.items() if path is not None},
                         {"--screenshot-dir": args.screenshot_dir} if screenshots else {})
     if not args.no_display:
         _check_display()
 
 
-def _open_sinks(args: argparse.Namespace, source) -> tuple[list[Sink], WindowSink | None]:
+def _open_sinks(args: argparse.Namespace, source, classes: list[str]) -> tuple[list[Sink], WindowSink | None]:
     """The outputs, in the order frames reach them; the window (which can still fail) opens before any file."""
     sinks: list[Sink] = []
     window = None
@@ -166,6 +176,8 @@ def _open_sinks(args: argparse.Namespace, source) -> tuple[list[Sink], WindowSin
             sinks.append(VideoSink(args.output, source.fps, source.size))
         if args.log and args.log != STDOUT:
             sinks.append(JsonlSink(args.log))
+        if args.timeline:
+            sinks.append(TimelineSink(args.timeline, classes, source.name))
         if args.json or args.log == STDOUT:
             sinks.append(JsonlSink(sys.stdout))
     except BaseException:
@@ -192,7 +204,9 @@ def run_detector(args: argparse.Namespace) -> int:
         pipeline = detector.pipeline(source.is_still)
         if not source.is_still:
             stack.callback(pipeline.detector.close)
-        sinks, window = _open_sinks(args, source)
+        if args.timeline and source.is_still:
+            raise OutputError("--timeline needs a video or camera source: photos have no time")
+        sinks, window = _open_sinks(args, source, detector.classes)
         # Frames between analysed ones are needed only where every frame is shown or saved.
         every_frame = bool(args.output or window or args.screenshot_every)
         outcome = detector.run(source, sinks, should_stop=lambda: window is not None and window.quit_requested,
