@@ -10,9 +10,10 @@ How a source's images meet the live crop differs, and each is brought to it by t
 - ``crops``: FER2013's tight 48x48 crops are what the live framing (``CropFraming``) was measured against,
   so each image is a face as it is.
 - ``aligned``: RAF-DB's 100x100 aligned faces are framed by landmarks, not by a detector. Padded with a
-  margin of repeated border pixels, the live detector boxes them at 0.99 of the image side (median of 277 train faces,
-  97% found), so the live crop (1.2 box sides) is a fifth looser than the image: they go through the
-  detector and the live crop like photos do (``model.faces.PhotoFaces`` with ``pad``).
+  margin of repeated border pixels, the live detector boxes them at 0.99 of the image side (median of 277
+  train faces, 97% found; ``scripts/rafdb_framing.py``), so the live crop (1.2 box sides) is a fifth
+  looser than the image: they go through the detector and the live crop like photos do
+  (``model.faces.PhotoFaces`` with ``pad``).
 - ``photos``: KDEF's studio photos go through the live detector and crop as a user's photos do.
 """
 
