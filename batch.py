@@ -5,8 +5,8 @@
   python batch.py videos.txt results/ --address HEAD:6379  join a running Ray cluster
 
 INPUT is a folder (searched recursively) or a text file listing video paths, one a line. OUTPUT gets, per video,
-<relative path>.jsonl (main.py --log's records) and with --output-video <relative path>.annotated.mp4, and one
-summary.csv. Outputs appear only complete; a rerun skips finished videos, so rerun after a crash or Ctrl-C.
+<relative path>.jsonl (main.py --log's records), with --output-video <relative path>.annotated.mp4, with
+--timeline <relative path>.timeline.csv and .timeline.png (main.py --timeline's), and one summary.csv. Outputs appear only complete; a rerun skips finished videos, so rerun after a crash or Ctrl-C.
 """
 
 from __future__ import annotations
@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--address", metavar="ADDRESS",
                         help="join the Ray cluster at HOST:PORT (ray start --head prints it) instead of starting one")
     parser.add_argument("--output-video", action="store_true", help="also write each annotated video (.mp4)")
+    parser.add_argument("--timeline", action="store_true",
+                        help="also write each video's timeline, as main.py --timeline: <path>.timeline.csv (one row "
+                             "per second) and its chart <path>.timeline.png")
     parser.add_argument("--detector", choices=DETECTOR_RANGES, default="auto",
                         help="face detector range, as main.py's: auto (short for video), short, full, or both "
                              "(default: %(default)s)")
@@ -137,7 +140,8 @@ def _raise_terminated(signum, frame) -> None:
 def run(args: argparse.Namespace) -> int:
     detector = DetectorOptions(model_option(args.model), args.detector, args.smoothing, args.min_confidence,
                                show_stats=args.output_stats, show_ids=args.show_ids, sample_fps=args.sample_fps)
-    options = JobOptions(Path(os.path.abspath(args.output)), detector, args.output_video, str(args.output))
+    options = JobOptions(Path(os.path.abspath(args.output)), detector, args.output_video, str(args.output),
+                         timeline=args.timeline)
     videos = find_videos(args.input, args.output)
     progress = Progress()
     try:

@@ -49,6 +49,7 @@ from realtime.native import quiet_native
 from realtime.pipeline import Sink, Terminated, signals_deferred
 from realtime.sinks import JsonlSink, VideoSink
 from realtime.sources import VideoFileSource
+from realtime.timeline import TimelineSink
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ class JobOptions:
     detector: DetectorOptions
     output_video: bool = False
     output_as_given: str = ""  # OUTPUT as the user typed it, for messages
+    timeline: bool = False  # also <name>.timeline.csv and its chart <name>.timeline.png, as main.py --timeline
 
     @property
     def shown_output(self) -> str:
@@ -210,9 +212,17 @@ def annotated_path(output: Path, video: Video) -> Path:
     return output / f"{video.name}.annotated.mp4"
 
 
+def timeline_path(output: Path, video: Video) -> Path:
+    """``main.py --timeline``'s CSV for the video; its chart is the same path with ``.png``."""
+    return output / f"{video.name}.timeline.csv"
+
+
 def final_outputs(video: Video, options: JobOptions) -> list[Path]:
     """The video's outputs in the order they are renamed into place: the log last, since it marks completion."""
     outputs = [annotated_path(options.output, video)] if options.output_video else []
+    if options.timeline:
+        timeline = timeline_path(options.output, video)
+        outputs += [timeline, timeline.with_suffix(".png")]
     return [*outputs, log_path(options.output, video)]
 
 
@@ -368,7 +378,7 @@ def _process(video: Video, options: JobOptions, temporaries: dict[Path, Path]) -
         try:
             for final in temporaries:
                 final.parent.mkdir(parents=True, exist_ok=True)
-            sinks = _open_sinks(source, temporaries)
+            sinks = _open_sinks(source, temporaries, detector.classes, video.name)
         except BaseException:
             pipeline.detector.close()
             raise
@@ -389,13 +399,18 @@ def _process(video: Video, options: JobOptions, temporaries: dict[Path, Path]) -
     return VideoResult(video.name, DONE, "", stats)
 
 
-def _open_sinks(source: VideoFileSource, temporaries: dict[Path, Path]) -> list[Sink]:
-    """``main.py``'s own sinks on the temporaries: the annotated MP4 and the JSONL log."""
+def _open_sinks(source: VideoFileSource, temporaries: dict[Path, Path], classes: list[str], title: str) -> list[Sink]:
+    """``main.py``'s own sinks on the temporaries: the annotated MP4, the timeline (CSV and chart), the JSONL log."""
+    by_suffix = {final.name.rpartition(".")[2]: temporary for final, temporary in temporaries.items()}
     sinks: list[Sink] = []
     try:
-        for temporary in temporaries.values():
-            sinks.append(JsonlSink(temporary) if temporary.suffix == ".jsonl"
-                         else VideoSink(temporary, source.fps, source.size))
+        for suffix, temporary in by_suffix.items():
+            if suffix == "mp4":
+                sinks.append(VideoSink(temporary, source.fps, source.size))
+            elif suffix == "csv":
+                sinks.append(TimelineSink(temporary, classes, title, chart_path=by_suffix["png"], whole_files=False))
+            elif suffix == "jsonl":
+                sinks.append(JsonlSink(temporary))
     except Exception:
         for sink in sinks:
             sink.close()

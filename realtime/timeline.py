@@ -4,8 +4,9 @@ Each row holds the second, the mean number of faces in that second's analysed fr
 of the model (and ``not_sure``) the share of that second's face-time drawn with it: every analysed frame
 stands for an equal slice of its second, so a face-frame's share of the second's face-frames is its
 share of the face-time. Seconds without an analysed frame (a sample rate under 1 per second) have empty
-cells. Both files are written under a temporary name and renamed once complete; our code imports matplotlib only
-here, when a timeline is asked for (MediaPipe itself loads it at import).
+cells. Both files are written under a temporary name and renamed once complete (unless the caller writes to
+temporaries of its own, as ``batch.py`` does); our code imports matplotlib only here, when a timeline is asked
+for (MediaPipe itself loads it at import).
 """
 
 from __future__ import annotations
@@ -25,11 +26,16 @@ NOT_SURE = "not_sure"
 
 
 class TimelineSink:
-    """Collects the analysed frames' faces per second; writes ``path`` (CSV) and ``path`` with ``.png`` on close."""
+    """Collects the analysed frames' faces per second; writes ``path`` (CSV) and its chart on close.
 
-    def __init__(self, path: Path, classes: list[str], title: str) -> None:
-        self.path, self.chart_path = path, path.with_suffix(".png")
-        self.classes, self.title = list(classes), title
+    The chart goes to ``chart_path``, by default ``path`` with ``.png``. ``whole_files`` writes each file under a
+    temporary name and renames it; a caller that already writes to temporaries of its own turns it off.
+    """
+
+    def __init__(self, path: Path, classes: list[str], title: str, chart_path: Path | None = None,
+                 whole_files: bool = True) -> None:
+        self.path, self.chart_path = path, chart_path or path.with_suffix(".png")
+        self.classes, self.title, self.whole_files = list(classes), title, whole_files
         self._frames: Counter[int] = Counter()
         self._faces: Counter[int] = Counter()
         self._labels: dict[int, Counter[str]] = {}
@@ -60,13 +66,14 @@ class TimelineSink:
 
     def close(self) -> None:
         rows = self.rows()
-        temporary = self.path.with_name(f".{self.path.name}.part")
+        temporary = self.path.with_name(f".{self.path.name}.part") if self.whole_files else self.path
         with temporary.open("w", newline="") as file:
             writer = csv.DictWriter(file, fieldnames=["second", "faces", *(f"share_{n}" for n in
                                                                           [*self.classes, NOT_SURE])])
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(temporary, self.path)
+        if temporary != self.path:
+            os.replace(temporary, self.path)
         self._write_chart(rows)
 
     def _write_chart(self, rows: list[dict[str, str]]) -> None:
@@ -92,6 +99,7 @@ class TimelineSink:
         axes.set_title(self.title)
         axes.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
         figure.tight_layout()
-        temporary = self.chart_path.with_name(f".{self.chart_path.name}.part.png")
-        figure.savefig(temporary)
-        os.replace(temporary, self.chart_path)
+        temporary = self.chart_path.with_name(f".{self.chart_path.name}.part.png") if self.whole_files else self.chart_path
+        figure.savefig(temporary, format="png")
+        if temporary != self.chart_path:
+            os.replace(temporary, self.chart_path)
