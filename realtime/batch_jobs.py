@@ -69,7 +69,8 @@ CANCEL_GRACE_S = 10.0
 HTTP_PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY")
 # How long a cluster address gets to accept a connection before the job gives up on it.
 ADDRESS_CHECK_TIMEOUT_S = 5.0
-# LiteRT threads per worker's classifier (ExpressionClassifier's default is 2, for a single pipeline).
+# LiteRT and FFmpeg decoding threads per worker (one pipeline per core: more threads only compete with the
+# other workers; ExpressionClassifier's default is 2 and FFmpeg's one per core, for a single pipeline).
 WORKER_THREADS = 1
 # The local runtime's shared-memory object store: tasks pass only small records, so Ray's minimum suffices.
 LOCAL_OBJECT_STORE_BYTES = 100 * 1024 * 1024
@@ -372,7 +373,7 @@ def _process(video: Video, options: JobOptions, temporaries: dict[Path, Path]) -
     """The run as main.py's: the face detector before any output, outputs renamed into place only after the
     source ended by itself (not on Ctrl-C, not after a failed write)."""
     detector = _detector(options.detector)
-    source = VideoFileSource(video.path)
+    source = VideoFileSource(video.path, decoder_threads=WORKER_THREADS)
     try:
         pipeline = detector.pipeline(still_images=False)
         try:

@@ -18,7 +18,11 @@ from realtime.types import Detection, Face, Frame
 
 
 class Sink(Protocol):
-    def consume(self, frame: Frame, faces: list[Face], annotated: np.ndarray) -> None: ...
+    """Where processed frames go. A sink that never looks at the picture (a log, a timeline) says so with a class
+    attribute ``needs_picture = False``: when no sink of a run needs one, no frame is drawn (``annotated`` is
+    None), which is a tenth of a headless run's time."""
+
+    def consume(self, frame: Frame, faces: list[Face], annotated: np.ndarray | None) -> None: ...
 
     def close(self) -> None: ...
 
@@ -99,11 +103,13 @@ class ExpressionPipeline:
         probs = self.classifier.predict(self.preprocess(frame.image, detections))
         return self.track(frame, detections, probs)
 
-    def process(self, frame: Frame, fps: float | None, held: list[Face] | None = None) -> tuple[list[Face], np.ndarray]:
-        """One frame through every stage, drawing included; a frame ``--sample-fps`` passes over (not
-        ``frame.analysed``) is drawn with ``held``, the last analysed frame's faces, as a viewer expects."""
+    def process(self, frame: Frame, fps: float | None, held: list[Face] | None = None,
+                draw: bool = True) -> tuple[list[Face], np.ndarray | None]:
+        """One frame through every stage, drawing included unless ``draw`` is False (then the picture is None);
+        a frame ``--sample-fps`` passes over (not ``frame.analysed``) is drawn with ``held``, the last analysed
+        frame's faces, as a viewer expects."""
         faces = self.analyze(frame) if frame.analysed or held is None else held
-        return faces, self.annotator.draw(frame.image, faces, fps)
+        return faces, self.annotator.draw(frame.image, faces, fps) if draw else None
 
 
 def run(frames: Iterable[Frame], pipeline: ExpressionPipeline, sinks: list[Sink],
@@ -116,11 +122,12 @@ def run(frames: Iterable[Frame], pipeline: ExpressionPipeline, sinks: list[Sink]
     outside the timing: the window holds its last frame there. Stills get no frame rate to draw.
     """
     summary, rate = RunSummary(still_images=pipeline.still_images), FrameRate()
+    draw = any(getattr(sink, "needs_picture", True) for sink in sinks)
     started = time.perf_counter()
     held: list[Face] = []
     try:
         for frame in frames:
-            faces, annotated = pipeline.process(frame, None if pipeline.still_images else rate.value, held)
+            faces, annotated = pipeline.process(frame, None if pipeline.still_images else rate.value, held, draw)
             for sink in sinks:
                 sink.consume(frame, faces, annotated)
             # A video's frames --sample-fps never decoded count as read; an unreadable photo does not.

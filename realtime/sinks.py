@@ -265,6 +265,8 @@ class JsonlSink:
     following the log or the pipe sees every frame as it is processed.
     """
 
+    needs_picture = False
+
     def __init__(self, target: Path | TextIO) -> None:
         if isinstance(target, (str, Path)):
             check_output_path(Path(target), "log")
@@ -272,7 +274,7 @@ class JsonlSink:
         else:
             self._file, self._owned = target, False
 
-    def consume(self, frame: Frame, faces: list[Face], annotated: np.ndarray) -> None:
+    def consume(self, frame: Frame, faces: list[Face], annotated: np.ndarray | None) -> None:
         if not frame.analysed:
             return  # one record per analysed frame: a held label is no new reading
         self._file.write(json.dumps(face_record(frame, faces)) + "\n")
@@ -404,11 +406,13 @@ class ProgressSink:
     Messages logged meanwhile go through ``tqdm.write`` (see main.py), so they get lines of their own.
     """
 
+    needs_picture = False
+
     def __init__(self, total: int | None) -> None:
         self._total = total
         self._bar = None
 
-    def consume(self, frame: Frame, faces: list[Face], annotated: np.ndarray) -> None:
+    def consume(self, frame: Frame, faces: list[Face], annotated: np.ndarray | None) -> None:
         if self._bar is None:
             # Made with the first frame: importing tqdm (mostly importlib.metadata) need not delay it.
             from tqdm import tqdm

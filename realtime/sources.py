@@ -44,12 +44,17 @@ class SourceError(ExpressionDetectorError):
 
 
 class VideoFileSource:
-    """Every frame of a video file, in order."""
+    """Every frame of a video file, in order.
+
+    ``decoder_threads``: FFmpeg's decoding threads (default: one per core). A single pipeline gains from them,
+    since the decoder works ahead while a frame is analysed; processes that each have a core already (batch
+    workers) only make them compete.
+    """
 
     is_live = False
     is_still = False
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, decoder_threads: int | None = None) -> None:
         self.path = path
         self.name = path.stem
         if not path.is_file():
@@ -57,7 +62,8 @@ class VideoFileSource:
         if path.stat().st_size == 0:
             raise SourceError(f"video file {path} is empty (0 bytes)")
         with quiet_native():  # FFmpeg's "moov atom not found" and OpenCV's warnings, before our own sentence
-            self._capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+            threads = [] if decoder_threads is None else [cv2.CAP_PROP_N_THREADS, decoder_threads]
+            self._capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, threads)
             ok, self._first = self._capture.read() if self._capture.isOpened() else (False, None)
         if not ok:
             self._capture.release()

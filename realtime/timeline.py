@@ -32,6 +32,8 @@ class TimelineSink:
     temporary name and renames it; a caller that already writes to temporaries of its own turns it off.
     """
 
+    needs_picture = False
+
     def __init__(self, path: Path, classes: list[str], title: str, chart_path: Path | None = None,
                  whole_files: bool = True) -> None:
         self.path, self.chart_path = path, chart_path or path.with_suffix(".png")
@@ -41,7 +43,7 @@ class TimelineSink:
         self._labels: dict[int, Counter[str]] = {}
         self._last_second = -1
 
-    def consume(self, frame: Frame, faces: list[Face], annotated: np.ndarray) -> None:
+    def consume(self, frame: Frame, faces: list[Face], annotated: np.ndarray | None) -> None:
         if not frame.analysed:
             return
         second = math.floor(frame.timestamp_s)
