@@ -39,6 +39,14 @@ class PhotoRefused(ExpressionDetectorError):
     """An upload the page cannot read; the message names the file and says why, in one sentence."""
 
 
+class PhotoTooLarge(PhotoRefused):
+    """A photo over the pixel limit: the HTTP API answers it with 413, as an upload over the size limit."""
+
+
+class PhotoFormatRefused(PhotoRefused):
+    """A readable image of a format other than JPEG, PNG or WebP: the HTTP API answers it with 415."""
+
+
 @dataclass(frozen=True)
 class PhotoResult:
     """One photo's answer: its faces, the annotated picture (JPEG) and the JSON record, ready for the page."""
@@ -83,18 +91,19 @@ def face_rows(faces: list[Face], classes: list[str] | tuple[str, ...]) -> list[d
             for number, face in enumerate(faces, start=1)]
 
 
-def decode_photo(name: str, data: bytes) -> np.ndarray:
+def decode_photo(name: str, data: bytes, reader: str = "the page") -> np.ndarray:
     """The upload as 8-bit BGR, upright as its EXIF orientation says (as ``main.py`` reads photos), or a refusal.
 
     Pillow reads only the header first (format and size), so a decompression bomb is refused before
-    any pixel is decoded; OpenCV then decodes, as the desktop tool does.
+    any pixel is decoded; OpenCV then decodes, as the desktop tool does. ``reader`` is who the refusals
+    say reads the photo: the page, or the HTTP API's server (``serve.py``), which shares this reading.
     """
     if not data:
         raise PhotoRefused(f"{name} is empty (0 bytes)")
-    kind, (width, height) = _header(name, data)
+    kind, (width, height) = _header(name, data, reader)
     if width * height > MAX_MEGAPIXELS * 1_000_000:
-        raise PhotoRefused(f"{name} is {width}x{height} pixels, more than the {MAX_MEGAPIXELS} megapixels the page "
-                           f"reads; scale it down and upload it again")
+        raise PhotoTooLarge(f"{name} is {width}x{height} pixels, more than the {MAX_MEGAPIXELS} megapixels {reader} "
+                            f"reads; scale it down and upload it again")
     with _decoding:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None or image.size == 0:
@@ -103,7 +112,7 @@ def decode_photo(name: str, data: bytes) -> np.ndarray:
     return image
 
 
-def _header(name: str, data: bytes) -> tuple[str, tuple[int, int]]:
+def _header(name: str, data: bytes, reader: str = "the page") -> tuple[str, tuple[int, int]]:
     """The image format and size from the file's header alone."""
     try:
         with warnings.catch_warnings():
@@ -111,8 +120,8 @@ def _header(name: str, data: bytes) -> tuple[str, tuple[int, int]]:
             with Image.open(io.BytesIO(data)) as header:
                 kind, size = header.format, header.size
     except Image.DecompressionBombError:
-        raise PhotoRefused(f"{name} has more than the {MAX_MEGAPIXELS} megapixels the page reads; scale it down "
-                           f"and upload it again") from None
+        raise PhotoTooLarge(f"{name} has more than the {MAX_MEGAPIXELS} megapixels {reader} reads; scale it down "
+                            f"and upload it again") from None
     except (UnidentifiedImageError, OSError, ValueError):
         started_as = next((kind for kind, starts in SIGNATURES.items() if data.startswith(starts)
                            and (kind != "WEBP" or data[8:12] == b"WEBP")), None)
@@ -121,7 +130,7 @@ def _header(name: str, data: bytes) -> tuple[str, tuple[int, int]]:
                                f"download?) and cannot be read") from None
         raise PhotoRefused(f"{name} is not a JPEG, PNG or WebP image") from None
     if kind not in FORMATS:
-        raise PhotoRefused(f"{name} is a {kind} image; the page reads JPEG, PNG and WebP")
+        raise PhotoFormatRefused(f"{name} is a {kind} image; {reader} reads JPEG, PNG and WebP")
     return kind, size
 
 
