@@ -71,8 +71,9 @@ def streamlit_options(host: str, port: int) -> dict[str, object]:
     }
 
 
-def check_port(host: str, port: int) -> None:
-    """Refuse a port in use or an address not on this machine before loading anything, in one sentence."""
+def check_port(host: str, port: int, program: str = "web.py") -> None:
+    """Refuse a port in use or an address not on this machine before loading anything, in one sentence;
+    ``program`` is what the message guesses holds a port in use (another web.py, another serve.py)."""
     try:
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -81,7 +82,7 @@ def check_port(host: str, port: int) -> None:
         raise ExpressionDetectorError(f"--host {host} is not an address of this machine (unknown name)") from None
     except OSError as error:
         if error.errno == errno.EADDRINUSE:
-            raise ExpressionDetectorError(f"port {port} on {host} is in use (another web.py?); choose another with "
+            raise ExpressionDetectorError(f"port {port} on {host} is in use (another {program}?); choose another with "
                                           f"--port") from None
         if error.errno == errno.EADDRNOTAVAIL:
             raise ExpressionDetectorError(f"--host {host} is not an address of this machine") from None
