@@ -160,6 +160,8 @@ def test_an_answer_is_what_main_py_prints_for_the_photo(server: Server, expected
     data = (media / photo).read_bytes()
     assert _post_raw(server.client, data, name=photo).json() == expected[photo]
     assert _post_form(server.client, data, photo).json() == expected[photo]
+    if photo == "obama.jpg":  # the figure: the one smiling face answers happy
+        assert [face["label"] for face in expected[photo]["faces"]] == ["happy"]
 
 
 def test_a_form_upload_is_named_by_its_file_name_and_name_overrides_it(server: Server, expected: dict, media: Path):
