@@ -46,6 +46,6 @@ def test_a_local_run_is_private_tidy_and_names_paths_as_given(tmp_path: Path, me
 
 
 def test_help_shows_no_path_of_this_machine():
-    for program in ("batch.py", "main.py", "train.py"):
+    for program in ("batch.py", "main.py", "train.py", "serve.py", "web.py"):
         shown = run_cli(program, "--help").stdout
         assert str(REPO) not in shown and str(REPO.parent) not in shown, program

@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="address to listen on; 0.0.0.0 serves every network of this machine "
                              "(default: %(default)s, this machine only)")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL,
-                        help="expression model (.tflite with its .json card beside it) (default: %(default)s)")
+                        help="expression model (.tflite with its .json card beside it) (default: "
+                             f"model/{DEFAULT_MODEL.name} in this project)")
     parser.add_argument("--detector", choices=DETECTOR_RANGES, default="auto",
                         help="face detector range for photos; the camera uses short range under auto "
                              "(default: %(default)s)")
