@@ -257,7 +257,7 @@ def test_training_on_the_shared_sources_records_each_in_the_card(tmp_path: Path)
     card = ModelCard.load(tmp_path / "run" / "happy_sad_neutral.json")
     data = card.training_data
     assert list(data["sources"]) == ["fer2013", "rafdb", "kdef"]
-    assert data["class_balance"] == 0.5
+    assert data["class_balance"] == 1.0
     assert "non-commercial research" in data["sources"]["rafdb"]["terms"]
     assert "non-commercial research" in data["sources"]["kdef"]["terms"]
     # RAF-DB's aligned faces and KDEF's photos went through the live detector; FER2013's crops did not.
