@@ -12,7 +12,9 @@ keyframe every 250 frames, as most encoders write them) into a temporary folder,
   alone (as batch.py reports it), and the rate with the start-up excluded;
 - whether every batch log is byte for byte main.py's at the same rate;
 - ``main.py`` on the shared clip at full rate and with ``--sample-fps 10``, one after the other: the records, their
-  spacing, and the time ratio.
+  spacing, and the time ratio;
+- what skipping the decoding of non-reference frames would save: CPU seconds to decode one video with OpenCV
+  (``grab``, as unsampled frames are), with PyAV, and with PyAV told to skip them (``skip_frame = "NONREF"``).
 
 The machine should be otherwise idle: the figures are wall times on its cores.
 """
@@ -30,6 +32,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from scripts.bench_batch import CLIP, TOTALS, timed  # noqa: E402
@@ -99,6 +102,25 @@ def clip_check(folder: Path) -> None:
           f"apart, in {walls['sampled']:.2f} s wall: **{walls['sampled'] / walls['full']:.2f}** of full rate |")
 
 
+def decoder_check(video: Path) -> None:
+    """CPU seconds to decode every frame (one thread), and how many frames PyAV decodes skipping non-reference ones."""
+    capture = cv2.VideoCapture(str(video), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
+    started, grabbed = time.process_time(), 0
+    while capture.grab():
+        grabbed += 1
+    print(f"| decoding one video, OpenCV grab | {grabbed} frames in {time.process_time() - started:.2f} s of CPU |")
+    capture.release()
+    for skip in ("DEFAULT", "NONREF"):
+        with av.open(str(video)) as container:
+            stream = container.streams.video[0]
+            stream.codec_context.thread_count = 1
+            stream.codec_context.skip_frame = skip
+            started = time.process_time()
+            decoded = sum(1 for _ in container.decode(stream))
+        print(f"| decoding one video, PyAV skip_frame={skip} | {decoded} frames in "
+              f"{time.process_time() - started:.2f} s of CPU |")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--videos", type=int, default=4, help="how many videos (default: %(default)s)")
@@ -124,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"**{video_s / (wall - startup):.1f}** without the start-up ({video_s / wall:.1f} with it); logs "
                   f"identical to main.py's: {same} of {len(videos)} |")
         clip_check(root)
+        decoder_check(videos[0])
     print(f"\nload average at end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
 
