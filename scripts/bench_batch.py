@@ -120,12 +120,13 @@ def timed(command: list[str], memory: Memory | None = None) -> tuple[float, str]
     return wall, stdout
 
 
-def run_main(videos: list[Path], logs: Path) -> float:
+def run_main(videos: list[Path], logs: Path, options: tuple[str, ...] = ()) -> float:
+    """Wall seconds of ``main.py --log`` (with ``options``) over the videos, one process after another."""
     logs.mkdir()
     started = time.perf_counter()
     for video in videos:
         timed([sys.executable, "main.py", "--source", str(video), "--no-display", "--log",
-               str(logs / f"{video.name}.jsonl")])
+               str(logs / f"{video.name}.jsonl"), *options])
     return time.perf_counter() - started
 
 

@@ -35,7 +35,7 @@ import av
 import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from scripts.bench_batch import CLIP, TOTALS, timed  # noqa: E402
+from scripts.bench_batch import CLIP, TOTALS, run_main, timed  # noqa: E402
 
 SAMPLE_FPS = 10.0
 
@@ -62,16 +62,6 @@ def write_videos(folder: Path, count: int, seconds: float) -> list[Path]:
 
 def rate_options(sample_fps: float | None) -> list[str]:
     return [] if sample_fps is None else ["--sample-fps", f"{sample_fps:g}"]
-
-
-def run_main(videos: list[Path], logs: Path, sample_fps: float | None) -> float:
-    """Wall seconds of main.py over the videos, one process after another."""
-    logs.mkdir()
-    started = time.perf_counter()
-    for video in videos:
-        timed([sys.executable, "main.py", "--source", str(video), "--no-display", "--log",
-               str(logs / f"{video.name}.jsonl"), *rate_options(sample_fps)])
-    return time.perf_counter() - started
 
 
 def run_batch(folder: Path, output: Path, sample_fps: float | None) -> tuple[float, float]:
@@ -138,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         print("| run | wall | seconds of video per wall second |\n|---|---|---|")
         for name, sample_fps in (("full rate", None), ("--sample-fps 10", SAMPLE_FPS)):
             tag = "full" if sample_fps is None else "sampled"
-            main_wall = run_main(videos, root / f"main_{tag}", sample_fps)
+            main_wall = run_main(videos, root / f"main_{tag}", tuple(rate_options(sample_fps)))
             print(f"| main.py {name}, one video after another | {main_wall:.1f} s | {video_s / main_wall:.1f} |")
             wall, startup = run_batch(root / "videos", root / f"batch_{tag}", sample_fps)
             same = identical_logs(videos, root / f"batch_{tag}", root / f"main_{tag}")

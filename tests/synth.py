@@ -1,11 +1,16 @@
-"""Small synthesized videos for the tracking and smoothing tests, built from real faces in ../shared."""
+"""Small synthesized videos for the tracking and smoothing tests, built from real faces in ../shared, and the
+odd image files the upload tests (page and HTTP API) refuse."""
 
 from __future__ import annotations
 
+import io
+import struct
+import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 FPS = 30.0
 
@@ -60,3 +65,17 @@ def crossing_faces(first: np.ndarray, second: np.ndarray, steps: int = 90, size=
         frames.append(frame)
         centres.append(((x_first + side / 2, y_first + side / 2), (x_second + side / 2, y_second + side / 2)))
     return frames, centres
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` x ``height`` pixels, with almost no data: a decompression bomb's shape."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def gif() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, "GIF")
+    return buffer.getvalue()

@@ -13,7 +13,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,17 +22,13 @@ from pathlib import Path
 
 import pytest
 
+from scripts.bench_batch import child_pids
 from tests.conftest import REPO, run_cli
+from tests.servers import free_port
 from tests.test_batch import LONG_FRAMES, _copies, _records, _summary, _temporaries, _write_clip
 
 RAY = Path(sys.executable).with_name("ray")
 VIDEOS = ["a.mp4", "b.mp4", "c.mp4", "d.mp4"]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _pids_mentioning(text: str) -> list[int]:
@@ -53,16 +48,6 @@ def _raylets(temp_dir: str) -> set[int]:
             if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].endswith(b"/raylet")}
 
 
-def _children(pid: int) -> list[int]:
-    children = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            children += [int(child) for child in (task / "children").read_text().split()]
-        except OSError:
-            pass
-    return children
-
-
 def _ray_start(env: dict[str, str], *args: str) -> None:
     started = subprocess.run([str(RAY), "start", *args, "--num-cpus", "1", "--node-ip-address", "127.0.0.1",
                               "--disable-usage-stats"], cwd=REPO, env=env, capture_output=True, text=True,
@@ -80,7 +65,7 @@ def cluster() -> Iterator[tuple[str, dict[str, str], int]]:
     token.chmod(0o600)
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token),
            "RAY_USAGE_STATS_ENABLED": "0"}
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     temp_dir = str(Path(root) / "ray")
     try:
         _ray_start(env, "--head", "--port", address.rpartition(":")[2], "--temp-dir", temp_dir,
@@ -99,7 +84,7 @@ def cluster() -> Iterator[tuple[str, dict[str, str], int]]:
 
 def _busy_worker_of(raylet: int) -> int | None:
     """A worker of that node that is running a video, if one is."""
-    for pid in _children(raylet):
+    for pid in child_pids(raylet):
         try:
             if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::process_video"):
                 return pid

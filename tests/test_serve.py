@@ -7,18 +7,12 @@ file written, nothing spooled to disk), a clean stop on SIGINT and SIGTERM, and 
 
 from __future__ import annotations
 
-import io
 import json
-import os
 import re
 import signal
 import socket
-import struct
 import subprocess
-import sys
 import threading
-import time
-import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,65 +21,30 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-from PIL import Image
 
 from realtime.detector_model import ensure_detector_model
 from tests.conftest import REPO, require, require_tool, run_cli
+from tests.synth import gif, png_claiming
+from tests.servers import ServerProcess, free_port
 from tests.test_privacy import ADDRESS
 
 PHOTOS = ("obama.jpg", "biden.jpg", "obama_and_biden.jpg", "two_people.jpg", "kit_with_rose.jpg")
 MAX_BODY = 25 * 1024 * 1024
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+class Server(ServerProcess):
+    """``python serve.py`` in a child process (optionally under a wrapper such as strace), with an httpx client."""
 
-
-class Server:
-    """``python serve.py`` in a child process (optionally under a wrapper such as strace) on a free loopback port."""
+    program = "serve.py"
+    health_path = "/health"
 
     def __init__(self, tmp: Path, wrapper: tuple[str, ...] = (), args: tuple[str, ...] = ()) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.wrapped = bool(wrapper)
-        self.temp_dir = tmp / "tmp"
-        self.temp_dir.mkdir(parents=True)
-        self.stderr_path = tmp / "server.stderr"
-        self.process = subprocess.Popen(
-            [*wrapper, sys.executable, "serve.py", "--port", str(self.port), *args], cwd=REPO,
-            stdout=subprocess.PIPE, stderr=self.stderr_path.open("w"), text=True,
-            env={**os.environ, "TMPDIR": str(self.temp_dir)})
-        self.banner = self.process.stdout.readline()
+        super().__init__(tmp, wrapper, args)
         self.client = httpx.Client(base_url=self.url, timeout=120, trust_env=False)
-        self._wait_until_healthy()
-
-    def _wait_until_healthy(self, timeout_s: float = 180) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.stderr_path.read_text()[-3000:]
-            try:
-                if self.client.get("/health", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.2)
-        raise AssertionError(f"serve.py did not answer within {timeout_s} s")
-
-    @property
-    def pid(self) -> int:
-        """The Python process itself, also where a wrapper (strace) started it."""
-        if not self.wrapped:
-            return self.process.pid
-        return int(Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()[0])
 
     def stop(self, signum: int = signal.SIGINT) -> tuple[int, str]:
-        """Stop it as a person (Ctrl-C) or a service manager (SIGTERM) would; the exit status and its stderr."""
-        if self.process.poll() is None:
-            self.client.close()
-            os.kill(self.pid, signum)
-        status = self.process.wait(timeout=60)
-        return status, self.stderr_path.read_text()
+        self.client.close()
+        return super().stop(signum)
 
 
 @pytest.fixture(scope="module")
@@ -200,19 +159,6 @@ def test_annotate_answers_the_picture_main_py_draws(server: Server, media: Path,
     assert difference < 2.0 < np.abs(drawn.astype(int) - original.astype(int)).max()
 
 
-def _png_claiming(width: int, height: int) -> bytes:
-    """A PNG whose header claims ``width`` x ``height`` pixels, with almost no data: a decompression bomb's shape."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
-
-
-def _gif() -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (8, 8)).save(buffer, "GIF")
-    return buffer.getvalue()
-
 
 def _obama(media: Path) -> bytes:
     return (media / "obama.jpg").read_bytes()
@@ -228,11 +174,11 @@ BAD_BODIES = {
     "empty": (lambda media: b"", "image/jpeg", 400, "a.jpg is empty (0 bytes)"),
     "over the size limit": (lambda media: _obama(media) + bytes(MAX_BODY), "image/jpeg", 413,
                             "larger than the 25 MB the server reads"),
-    "over the pixel limit": (lambda media: _png_claiming(15000, 10000), "image/png", 413,
+    "over the pixel limit": (lambda media: png_claiming(15000, 10000), "image/png", 413,
                              "a.jpg is 15000x10000 pixels, more than the 120 megapixels the server reads"),
-    "decompression bomb": (lambda media: _png_claiming(100000, 100000), "image/png", 413,
+    "decompression bomb": (lambda media: png_claiming(100000, 100000), "image/png", 413,
                            "a.jpg has more than the 120 megapixels the server reads"),
-    "gif": (lambda media: _gif(), "image/png", 415, "a.jpg is a GIF image; the server reads JPEG, PNG and WebP"),
+    "gif": (lambda media: gif(), "image/png", 415, "a.jpg is a GIF image; the server reads JPEG, PNG and WebP"),
     "text type": (lambda media: _obama(media), "text/plain", 415, "the request has Content-Type text/plain"),
     "no type": (lambda media: _obama(media), "", 415, "the request has no Content-Type"),
 }
@@ -355,7 +301,7 @@ def test_a_port_in_use_is_refused_in_one_sentence():
 
 
 def test_a_missing_model_is_refused_in_one_sentence(tmp_path: Path):
-    _one_error_line(run_cli("serve.py", "--port", str(_free_port()), "--model", str(tmp_path / "none.tflite"),
+    _one_error_line(run_cli("serve.py", "--port", str(free_port()), "--model", str(tmp_path / "none.tflite"),
                             timeout=120), "does not exist")
 
 

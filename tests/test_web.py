@@ -11,12 +11,10 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +28,7 @@ from realtime.api import ExpressionDetector
 from realtime.detector_model import ensure_detector_model
 from realtime.web.photos import MAX_UPLOAD_MB, fit_for_page
 from tests.conftest import REPO, require_tool
+from tests.servers import ServerProcess
 from tests.test_privacy import ADDRESS
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -45,58 +44,17 @@ def _require_chromium() -> str:
     return require_tool("chromium", "apt-get install chromium")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Server:
+class Server(ServerProcess):
     """``python web.py`` in a child process (optionally under a wrapper such as strace), stopped with Ctrl-C."""
 
-    def __init__(self, tmp: Path, wrapper: tuple[str, ...] = ()) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.wrapped = bool(wrapper)
-        self.temp_dir = tmp / "tmp"
-        self.temp_dir.mkdir(parents=True)
-        self.stderr_path = tmp / "server.stderr"
-        self.process = subprocess.Popen(
-            [*wrapper, sys.executable, "web.py", "--port", str(self.port)], cwd=REPO, stdout=subprocess.PIPE,
-            stderr=self.stderr_path.open("w"), text=True, env={**os.environ, "TMPDIR": str(self.temp_dir)})
-        self.banner = self.process.stdout.readline()
-        self._wait_until_healthy()
-
-    def _wait_until_healthy(self, timeout_s: float = 120) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.stderr_path.read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.2)
-        raise AssertionError(f"web.py did not answer within {timeout_s} s")
-
-    @property
-    def pid(self) -> int:
-        """The Python process itself, also where a wrapper (strace) started it."""
-        if not self.wrapped:
-            return self.process.pid
-        return int(Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()[0])
+    program = "web.py"
+    health_path = "/_stcore/health"
 
     def threads_and_rss_mb(self) -> tuple[int, int, float]:
         """Threads in all, MediaPipe's graph threads (named drishti), and resident memory in MB."""
         fields = dict(line.split(":", 1) for line in Path(f"/proc/{self.pid}/status").read_text().splitlines())
         names = [path.read_text().strip() for path in Path(f"/proc/{self.pid}/task").glob("*/comm")]
         return int(fields["Threads"]), names.count("drishti"), int(fields["VmRSS"].split()[0]) / 1024
-
-    def stop(self) -> tuple[int, str]:
-        """Ctrl-C, as a person stops it; the exit status and what it wrote on stderr."""
-        os.kill(self.pid, signal.SIGINT)
-        status = self.process.wait(timeout=60)
-        return status, self.stderr_path.read_text()
 
 
 @pytest.fixture(scope="module")

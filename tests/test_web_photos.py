@@ -3,19 +3,16 @@ the Python API gives them (real model, real MediaPipe)."""
 
 from __future__ import annotations
 
-import io
-import struct
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
 
 from realtime.web.photos import SHOWN_MAX_SIDE, PhotoRefused, analyze_photo, decode_photo, face_rows, fit_for_page
 from realtime.web.service import WebService
+from tests.synth import gif, png_claiming
 
 
 @pytest.fixture(scope="module")
@@ -25,26 +22,13 @@ def service() -> Iterator[WebService]:
     opened.close()
 
 
-def _png_claiming(width: int, height: int) -> bytes:
-    """A PNG whose header claims ``width`` x ``height`` pixels, with almost no data: a decompression bomb's shape."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
-
-
-def _gif() -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (8, 8)).save(buffer, "GIF")
-    return buffer.getvalue()
-
 
 @pytest.mark.parametrize("data, message", [
     (b"", "a.jpg is empty (0 bytes)"),
     (b"%PDF-1.7 not a photo", "a.jpg is not a JPEG, PNG or WebP image"),
-    (_gif(), "a.jpg is a GIF image; the page reads JPEG, PNG and WebP"),
-    (_png_claiming(15000, 10000), "a.jpg is 15000x10000 pixels, more than the 120 megapixels the page reads"),
-    (_png_claiming(100000, 100000), "a.jpg has more than the 120 megapixels the page reads"),
+    (gif(), "a.jpg is a GIF image; the page reads JPEG, PNG and WebP"),
+    (png_claiming(15000, 10000), "a.jpg is 15000x10000 pixels, more than the 120 megapixels the page reads"),
+    (png_claiming(100000, 100000), "a.jpg has more than the 120 megapixels the page reads"),
 ], ids=["empty", "not an image", "gif", "too many pixels", "decompression bomb"])
 def test_uploads_the_page_cannot_read_are_refused_in_one_sentence(data: bytes, message: str):
     with pytest.raises(PhotoRefused, match=message.replace("(", r"\(").replace(")", r"\)")):

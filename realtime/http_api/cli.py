@@ -20,11 +20,11 @@ from realtime.api import DEFAULT_MODEL
 from realtime.detector import DETECTOR_RANGES
 from realtime.native import show_native_output
 from realtime.pipeline import Terminated
-from realtime.web.server import check_port, page_address, port_number
+from realtime.web.server import add_host_option, check_port, page_address, port_number
 
-# Measured on 2 cores (16 clients posting the five shared photos for 10 s, twice, beside a training job):
-# 1 worker 21.2 and 18.6 requests/s, 2 workers 24.1 and 21.5, 3 workers 23.3 and 19.6; a single client is no
-# slower with 2. So 2 where there are 2 cores; more cores were not measured: try --workers with the benchmark.
+# Measured on 2 cores (scripts/bench_serve.py --workers N, 16 clients): obama.jpg 56.1 requests/s with 1 worker,
+# 89.3 with 2, 82.0 with 3 (README, "An HTTP API for programs"). So 2 where there are 2 cores; more cores were
+# not measured: try --workers with the benchmark.
 MAX_DEFAULT_WORKERS = 2
 SHUTDOWN_GRACE_S = 10  # requests in progress at Ctrl-C get this long to finish
 
@@ -37,9 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="serve.py", description="An HTTP API for the expression detector: POST a photo to /detect and get the "
                                      "JSON record main.py --json prints. Ctrl-C stops it.")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on; 0.0.0.0 serves every network of this machine "
-                             "(default: %(default)s, this machine only)")
+    add_host_option(parser)
     parser.add_argument("--port", type=port_number, default=8000, help="port to serve on (default: %(default)s)")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL,
                         help="expression model (.tflite with its .json card beside it) (default: "

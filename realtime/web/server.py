@@ -30,14 +30,19 @@ def port_number(text: str) -> int:
     return value
 
 
+def add_host_option(parser: argparse.ArgumentParser) -> None:
+    """``--host``, loopback by default, as every program that serves (web.py, serve.py) takes it."""
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on; 0.0.0.0 serves every network of this machine "
+                             "(default: %(default)s, this machine only)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="web.py", description="A web page for the expression detector: upload photos or use the browser's "
                                    "camera, and see every face labelled. Ctrl-C stops it.")
     parser.add_argument("--port", type=port_number, default=8501, help="port to serve on (default: %(default)s)")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on; 0.0.0.0 serves every network of this machine "
-                             "(default: %(default)s, this machine only)")
+    add_host_option(parser)
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL,
                         help="expression model (.tflite with its .json card beside it) (default: "
                              f"model/{DEFAULT_MODEL.name} in this project)")
