@@ -6,19 +6,21 @@ with main.py's on the same file, record for record.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import cv2
 import pytest
 
-from realtime.batch_jobs import TEMPORARY, find_videos, stats_from_log
+from realtime.batch_jobs import TEMPORARY, find_videos, pinned_to, stats_from_log, worker_cores
 from scripts.bench_batch import child_pids
 from tests.conftest import REPO, run_cli
 
@@ -222,6 +224,71 @@ def test_a_worker_killed_mid_video_is_retried_and_the_job_completes(tmp_path: Pa
         assert _summary(output)[name]["status"] == "done"
         assert _without_source(_records(output / f"{name}.jsonl")) == _without_source(reference)
     assert not _temporaries(output)
+
+
+def _mediapipe_thread_cpus(worker: int) -> set[str]:
+    """The CPU lists MediaPipe's graph threads (named ``drishti``) of one worker process may run on."""
+    allowed = set()
+    for task in Path(f"/proc/{worker}/task").iterdir():
+        try:
+            if (task / "comm").read_text().strip().startswith("drishti"):
+                status = (task / "status").read_text()
+                allowed.add(status.split("Cpus_allowed_list:")[1].split()[0])
+        except OSError:
+            pass
+    return allowed
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning two workers apart needs two CPUs")
+def test_two_local_workers_run_on_cpus_of_their_own(tmp_path: Path, long_clip: Path):
+    """Each running video, MediaPipe's threads included, is held to its own CPU, and the logs stay main.py's."""
+    names = [f"session{i}/clip.mp4" for i in range(2)]
+    _copies(long_clip, tmp_path / "in", names)
+    output = tmp_path / "out"
+    batch = _start_batch(str(tmp_path / "in"), str(output), "--workers", "2")
+    seen: dict[int, set[str]] = {}
+
+    def both_workers_pinned() -> bool:
+        for worker in _busy_workers(batch.pid):
+            with contextlib.suppress(OSError):
+                seen[worker] = _mediapipe_thread_cpus(worker)
+        return batch.poll() is not None or sum(len(cpus) == 1 for cpus in seen.values()) >= 2
+
+    _wait_for(both_workers_pinned)
+    stderr = batch.communicate(timeout=600)[1]
+    assert batch.returncode == 0, stderr[-3000:]
+    pinned = [cpus for cpus in seen.values() if cpus]
+    assert len(pinned) == 2 and all(len(cpus) == 1 for cpus in pinned) and pinned[0] != pinned[1], seen
+    reference = _without_source(_main_log(long_clip, tmp_path / "main.jsonl"))
+    assert all(_without_source(_records(output / f"{name}.jsonl")) == reference for name in names)
+
+
+def test_worker_cpus_split_this_process_cpus_and_a_cluster_is_left_alone():
+    cpus = os.sched_getaffinity(0)
+    for workers in range(1, len(cpus) + 1):
+        shares = worker_cores(workers, None)
+        assert len(shares) == workers and all(shares)
+        assert set().union(*shares) == cpus and sum(map(len, shares)) == len(cpus)
+    assert worker_cores(len(cpus) + 1, None) == [None] * (len(cpus) + 1)
+    assert worker_cores(2, "127.0.0.1:6379") == [None, None]
+
+
+def test_pinning_holds_threads_started_inside_and_is_undone_after():
+    earlier = os.sched_getaffinity(0)
+    one = frozenset({min(earlier)})
+    inside: list[set[int]] = []
+    with pinned_to(one):
+        thread = threading.Thread(target=lambda: inside.append(os.sched_getaffinity(0)))
+        thread.start()
+        thread.join()
+        assert os.sched_getaffinity(0) == one
+    assert inside == [one]
+    assert os.sched_getaffinity(0) == earlier
+    with pytest.raises(RuntimeError), pinned_to(one):
+        raise RuntimeError("a failed video")
+    assert os.sched_getaffinity(0) == earlier
+    with pinned_to(None):
+        assert os.sched_getaffinity(0) == earlier
 
 
 def _without_source(records: list[dict]) -> list[dict]:
