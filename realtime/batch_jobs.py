@@ -363,7 +363,12 @@ def pinned_to(cores: frozenset[int] | None) -> Iterator[None]:
         yield
         return
     earlier = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, cores)
+    try:
+        os.sched_setaffinity(0, cores)
+    except OSError as error:  # a CPU this process may not use: pinning only saves time, so run unpinned
+        logger.info("running unpinned: cannot pin to CPUs %s (%s)", sorted(cores), error)
+        yield
+        return
     try:
         yield
     finally:
