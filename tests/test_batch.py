@@ -295,6 +295,44 @@ def test_pinning_holds_threads_started_inside_and_is_undone_after():
         assert os.sched_getaffinity(0) == earlier
 
 
+_AUTOSCALER_CHECK = """
+import json, os, sys
+import ray
+from realtime.batch_jobs import local_session_dir, remove_session_dir, start_ray, stop_local_autoscaler
+from scripts.bench_batch import child_pids
+
+def monitors():
+    found = []
+    for pid in child_pids(os.getpid()):
+        try:
+            if b"autoscaler/_private/monitor.py" in open(f"/proc/{pid}/cmdline", "rb").read():
+                found.append(pid)
+        except OSError:
+            pass
+    return found
+
+start_ray(1, None)
+session = local_session_dir()
+before = monitors()
+stop_local_autoscaler()
+after = monitors()
+still_runs = ray.get(ray.remote(lambda: 41 + 1).remote())
+ray.shutdown()
+remove_session_dir(session)
+print(json.dumps({"before": before, "after": after, "still_runs": still_runs, "left": child_pids(os.getpid())}))
+"""
+
+
+def test_a_local_runtime_stops_its_autoscaler_monitor_before_shutting_down():
+    """The monitor would hold ``ray.shutdown`` a second (it cannot stop gracefully once Ray's GCS is gone)."""
+    result = subprocess.run([sys.executable, "-c", _AUTOSCALER_CHECK], cwd=REPO, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = json.loads(result.stdout.splitlines()[-1])
+    assert len(seen["before"]) == 1 and seen["after"] == []
+    assert seen["still_runs"] == 42 and seen["left"] == []
+
+
 def _without_source(records: list[dict]) -> list[dict]:
     """Records less the source file's name, which differs between copies of one clip."""
     return [{key: value for key, value in record.items() if key != "source"} for record in records]
