@@ -59,6 +59,7 @@ DEFAULT_CLASSES = ["happy", "sad", "neutral"]
 DEFAULT_INIT = REPO / "model" / "happy_sad_neutral.keras"
 FACE_CACHE = REPO / "runs" / "face_cache"
 SMALL_DATA = 8000  # fewer training faces than this get the schedule for small data
+INPUT_SIZES = (48, 56, 64)  # gray face sides the network can be trained at: larger costs (side / 48)^2 more a face
 # The shipped recipe's per-class loss weights (model.data.balance_weights): sad faces are the fewest of the
 # drawn classes in every source, and the class the model drew worst. 1.0 (classes weighed equally) read RAF-DB's
 # sad faces at 0.833 where 0.5 read them at 0.742 (README, "The model"; one run each, seeds 2 and 1).
@@ -131,6 +132,14 @@ def _train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--patience", type=positive_int, default=None,
                         help="stop after this many epochs without a better val (default: 20; 15 under "
                              f"{SMALL_DATA} training faces; 8 with --init)")
+    parser.add_argument("--input-size", type=int, choices=INPUT_SIZES, default=None, metavar="PIXELS",
+                        help="side of the square gray face the network sees, one of "
+                             f"{', '.join(map(str, INPUT_SIZES))} (default: {InputSpec().size}; with --init, the "
+                             "initial model's)")
+    parser.add_argument("--single-pass", action="store_true",
+                        help="export a model that runs each face once, not also mirrored with the logits averaged: "
+                             "half the per-face cost (how --input-size 64 fits the budget); the epoch is chosen as "
+                             "without it")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--verbose", action="store_true",
                         help="also show Keras' own per-epoch lines and TensorFlow's native messages")
@@ -452,25 +461,28 @@ def _export(config, state, train_counts: dict, val_set: FaceDataset, run_dir: Pa
     network = load_checkpoint(run_dir / "best.keras")
     merge = config.other_class is not None
     val_logits = predict_logits(network, val_set.images,
-                                len(config.classes) + (len(config.aux_classes) if merge else 0))
+                                len(config.classes) + (len(config.aux_classes) if merge else 0), mirror=config.mirror)
     temperature = fit_temperature(val_logits, val_set.labels,
                                   lambda scaled: merged_log_probs(scaled, len(config.classes), merge).numpy())
     name = "_".join(config.classes)
     tflite_path = run_dir / f"{name}.tflite"
-    export_tflite(network, len(config.classes), temperature, config.input, tflite_path, merge_rest=merge)
+    export_tflite(network, len(config.classes), temperature, config.input, tflite_path, merge_rest=merge,
+                  mirror=config.mirror)
     keras_decisions = merged_log_probs(val_logits / temperature, len(config.classes), merge).numpy().argmax(axis=1)
     card = ModelCard(
         classes=config.exported_classes,
         input=config.input,
         temperature=round(temperature, 4),
         parameters=int(network.count_params()),
-        flops_per_face=2 * count_flops(network),
+        flops_per_face=(2 if config.mirror else 1) * count_flops(network),
         training_data=_training_data_card(config, train_counts, val_set, report, sources_card),
         training_command=config.command,
         commit=_git_commit(),
-        notes="Probabilities come from the mean of the logits of the face and its mirror image, divided by "
-              "the temperature fitted on the validation split. flops_per_face counts both passes. The .keras "
-              "network also has the auxiliary classes' outputs, after the exported classes"
+        notes=("Probabilities come from the mean of the logits of the face and its mirror image, divided by "
+               "the temperature fitted on the validation split. flops_per_face counts both passes." if config.mirror
+               else "Probabilities come from the logits of the face, one pass, divided by the temperature fitted "
+                    "on the validation split.")
+              + " The .keras network also has the auxiliary classes' outputs, after the exported classes"
               + (f"; the .tflite sums their probability into '{config.other_class}'." if merge else
                  "; the .tflite has the exported classes alone."),
     )
@@ -569,8 +581,10 @@ def _new_config(args: argparse.Namespace, argv: list[str]) -> TrainConfig:
         aux_classes = _default_aux_classes(data, classes, labels) if args.aux_classes is None else args.aux_classes
     other_class = _other_class(args.other_class, labels, classes, aux_classes)
     balance = args.class_balance if args.class_balance is not None else SOURCES_CLASS_BALANCE if sources else 0.0
-    spec = InputSpec(equalize=True)
+    spec = InputSpec(size=args.input_size or InputSpec().size, equalize=True)
     init = _init_path(args.init) if args.init else None
+    if init is not None and args.input_size is not None:
+        raise UsageError("--input-size is for a network trained from scratch: --init keeps its model's input")
     if init is not None:
         from model.training import load_init_model
 
@@ -584,6 +598,7 @@ def _new_config(args: argparse.Namespace, argv: list[str]) -> TrainConfig:
         sources=sources, class_balance=balance,
         limit_per_class=args.limit_per_class, labels=labels, faces=args.faces, detector=args.detector,
         face_cache=str(args.face_cache), init=None if init is None else str(init), input=spec,
+        mirror=not args.single_pass,
         teachers=[str(teacher.resolve()) for teacher in args.teachers],
         command=shlex.join(["python", "train.py", *argv]))
 

@@ -20,6 +20,7 @@ import tensorflow as tf
 MAX_ROTATION_DEGREES = 15.0
 MAX_ZOOM = 0.1
 MAX_SHIFT = 0.1
+REFERENCE_SIDE = 48  # the face side the pixel-sized strengths below are given for; other sizes scale them
 MAX_YAW_PERSPECTIVE = 0.012  # per pixel from the centre: the far side of a 48-pixel face shrinks by up to ~25%
 SMALL_FACE_PROBABILITY = 0.15
 SMALL_FACE_SIDES = (12, 32)
@@ -55,7 +56,8 @@ def _projective_transforms(batch_size, size: int) -> tf.Tensor:
     angle = _uniform(batch_size, -1.0, 1.0) * MAX_ROTATION_DEGREES * math.pi / 180.0
     zoom = _uniform(batch_size, 1.0 - MAX_ZOOM, 1.0 + MAX_ZOOM)
     flip = tf.where(tf.random.uniform([batch_size]) < 0.5, -1.0, 1.0)
-    yaw = _uniform(batch_size, -MAX_YAW_PERSPECTIVE, MAX_YAW_PERSPECTIVE)
+    max_yaw = MAX_YAW_PERSPECTIVE * REFERENCE_SIDE / size  # the same turn of the head at any input size
+    yaw = _uniform(batch_size, -max_yaw, max_yaw)
     centre = (size - 1) / 2.0
     ones, zeros = tf.ones([batch_size]), tf.zeros([batch_size])
 
@@ -82,16 +84,21 @@ def _small_faces(images: tf.Tensor, batch_size, size: int) -> tf.Tensor:
     return tf.where(_chosen(batch_size, SMALL_FACE_PROBABILITY), blown_up, images)
 
 
-def _blur(images: tf.Tensor, batch_size) -> tf.Tensor:
-    """A Gaussian blur of its own strength per image (the batch runs as channels of one depthwise conv)."""
+def _blur(images: tf.Tensor, batch_size, size: int) -> tf.Tensor:
+    """A Gaussian blur of its own strength per image (the batch runs as channels of one depthwise conv).
+
+    Strengths are given for a 48-pixel face and scaled to ``size``, so the same optical blur is drawn.
+    """
+    scale = size / REFERENCE_SIDE
     sigma = tf.where(tf.random.uniform([batch_size]) < BLUR_PROBABILITY,
-                     _uniform(batch_size, 0.5, MAX_BLUR_SIGMA), 1e-3)
-    taps = tf.range(-3, 4, dtype=tf.float32)
+                     _uniform(batch_size, 0.5 * scale, MAX_BLUR_SIGMA * scale), 1e-3)
+    reach = max(3, math.ceil(3 * scale))
+    taps = tf.range(-reach, reach + 1, dtype=tf.float32)
     kernel = tf.exp(-(taps[None, :] ** 2) / (2.0 * sigma[:, None] ** 2))
-    kernel = kernel / tf.reduce_sum(kernel, axis=1, keepdims=True)  # (N, 7)
+    kernel = kernel / tf.reduce_sum(kernel, axis=1, keepdims=True)  # (N, taps)
     as_channels = tf.transpose(images, [3, 1, 2, 0])  # (C, H, W, N)
-    rows = tf.transpose(kernel)[:, None, :, None]  # (7, 1, N, 1)
-    cols = tf.transpose(kernel)[None, :, :, None]  # (1, 7, N, 1)
+    rows = tf.transpose(kernel)[:, None, :, None]  # (taps, 1, N, 1)
+    cols = tf.transpose(kernel)[None, :, :, None]  # (1, taps, N, 1)
     blurred = tf.nn.depthwise_conv2d(as_channels, rows, [1, 1, 1, 1], "SAME")
     blurred = tf.nn.depthwise_conv2d(blurred, cols, [1, 1, 1, 1], "SAME")
     return tf.transpose(blurred, [3, 1, 2, 0])
@@ -161,6 +168,6 @@ def augment_batch(images: tf.Tensor) -> tf.Tensor:
         interpolation="BILINEAR",
         fill_mode="REFLECT",
     )
-    degraded = _blur(_small_faces(warped, batch_size, size), batch_size)
+    degraded = _blur(_small_faces(warped, batch_size, size), batch_size, size)
     degraded = _noise(_lighting(degraded, batch_size), batch_size)
     return _occlusion(_jpeg(degraded, batch_size), batch_size, size)

@@ -2,7 +2,9 @@
 
 The exported graph does the whole decision: each face is run as seen and mirrored in one batch,
 the logits are averaged (worth 0.3-0.5 points on FER2013), divided by the calibration temperature
-and turned into probabilities. The run-time path only normalizes pixels and reads the output.
+and turned into probabilities. A model exported ``mirror=False`` runs each face once, at half the
+cost: that is how a larger input fits the per-face budget. The run-time path only normalizes pixels
+and reads the output.
 
 A network trained on the crowd's votes has outputs for every expression, but the product draws only
 some (happy, sad, neutral). Renormalizing over those alone would make a surprised, angry or afraid
@@ -22,11 +24,14 @@ import tensorflow as tf
 from model.preprocess import InputSpec
 
 
-def mirrored_logits(network: keras.Model, faces: tf.Tensor, num_classes: int) -> tf.Tensor:
-    """Logits of the first ``num_classes`` outputs, averaged over each face and its mirror, in one batched call.
+def face_logits(network: keras.Model, faces: tf.Tensor, num_classes: int, mirror: bool = True) -> tf.Tensor:
+    """Logits of the first ``num_classes`` outputs, averaged over each face and its mirror in one batched call
+    (``mirror``), or of each face alone.
 
     Outputs past ``num_classes`` belong to auxiliary classes that were only trained, never exported.
     """
+    if not mirror:
+        return network(faces, training=False)[:, :num_classes]
     count = tf.shape(faces)[0]
     both = tf.concat([faces, tf.reverse(faces, axis=[2])], axis=0)
     logits = network(both, training=False)[:, :num_classes]
@@ -48,18 +53,20 @@ def merged_log_probs(scaled_logits: tf.Tensor, num_classes: int, merge_rest: boo
     return merged - tf.reduce_logsumexp(scaled_logits, axis=1, keepdims=True)
 
 
-def predict_logits(network: keras.Model, faces: np.ndarray, num_classes: int, batch_size: int = 512) -> np.ndarray:
-    """Mirror-averaged logits for a numpy batch, without Keras' per-call predict overhead per chunk."""
-    call = tf.function(lambda x: mirrored_logits(network, x, num_classes), reduce_retracing=True)
+def predict_logits(network: keras.Model, faces: np.ndarray, num_classes: int, batch_size: int = 512,
+                   mirror: bool = True) -> np.ndarray:
+    """``face_logits`` for a numpy batch, without Keras' per-call predict overhead per chunk."""
+    call = tf.function(lambda x: face_logits(network, x, num_classes, mirror), reduce_retracing=True)
     chunks = [call(tf.constant(faces[i : i + batch_size])).numpy() for i in range(0, len(faces), batch_size)]
     return np.concatenate(chunks) if chunks else np.zeros((0, num_classes), np.float32)
 
 
 def export_tflite(network: keras.Model, num_classes: int, temperature: float, spec: InputSpec, path: Path,
-                  merge_rest: bool = False) -> None:
+                  merge_rest: bool = False, mirror: bool = True) -> None:
     """Write a float32 TFLite model with a dynamic batch dimension: faces in, calibrated probabilities out.
 
-    With ``merge_rest`` the model has ``num_classes + 1`` outputs, the last one every other expression's.
+    With ``merge_rest`` the model has ``num_classes + 1`` outputs, the last one every other expression's;
+    ``mirror`` as in ``face_logits``.
     """
     num_outputs = int(network.output_shape[-1]) if merge_rest else num_classes
 
@@ -70,7 +77,7 @@ def export_tflite(network: keras.Model, num_classes: int, temperature: float, sp
     archive.add_endpoint(
         "serve",
         lambda faces: {"probabilities": tf.exp(merged_log_probs(
-            mirrored_logits(network, faces, num_outputs) / temperature, num_classes, merge_rest))},
+            face_logits(network, faces, num_outputs, mirror) / temperature, num_classes, merge_rest))},
         input_signature=[signature],
     )
     with tempfile.TemporaryDirectory() as saved_model_dir:

@@ -38,6 +38,23 @@ def test_one_epoch_run_exports_a_model_that_loads_and_predicts(tmp_path: Path, f
     assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
 
 
+def test_a_larger_input_size_is_trained_carded_and_cut_so_at_run_time(tmp_path: Path, fer_train: Path):
+    """--input-size 64: the card says 64, and the live pipeline's own preprocessing feeds the model 64-pixel faces."""
+    from model.preprocess import faces_to_batch
+
+    data = link_subset(fer_train, tmp_path / "data", ["happy", "sad"], 60)
+    result = run_cli("train.py", "--data", str(data), *TINY, "--input-size", "64", "--run-dir", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    classifier = ExpressionClassifier(tmp_path / "run" / "happy_sad.tflite")
+    assert classifier.input_spec.size == 64
+    faces = [np.random.default_rng(1).integers(0, 255, (90, 90, 3), dtype=np.uint8) for _ in range(3)]
+    batch = faces_to_batch(faces, classifier.input_spec)
+    assert batch.shape == (3, 64, 64, 1)
+    assert classifier.predict(batch).shape == (3, 2)
+    refused = run_cli("train.py", "--data", str(data), "--init", str(DEFAULT_KERAS), "--input-size", "64")
+    assert refused.returncode == 2 and "--input-size" in refused.stderr and "Traceback" not in refused.stderr
+
+
 def test_an_interrupted_run_resumes_where_it_stopped(tmp_path: Path, fer_train: Path):
     data = link_subset(fer_train, tmp_path / "data", ["happy", "sad"], 100)
     run_dir = tmp_path / "run"
