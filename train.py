@@ -461,25 +461,28 @@ def _export(config, state, train_counts: dict, val_set: FaceDataset, run_dir: Pa
     network = load_checkpoint(run_dir / "best.keras")
     merge = config.other_class is not None
     val_logits = predict_logits(network, val_set.images,
-                                len(config.classes) + (len(config.aux_classes) if merge else 0), mirror=config.mirror)
+                                len(config.classes) + (len(config.aux_classes) if merge else 0),
+                                mirror=config.mirror_averaging)
     temperature = fit_temperature(val_logits, val_set.labels,
                                   lambda scaled: merged_log_probs(scaled, len(config.classes), merge).numpy())
     name = "_".join(config.classes)
     tflite_path = run_dir / f"{name}.tflite"
     export_tflite(network, len(config.classes), temperature, config.input, tflite_path, merge_rest=merge,
-                  mirror=config.mirror)
+                  mirror=config.mirror_averaging)
     keras_decisions = merged_log_probs(val_logits / temperature, len(config.classes), merge).numpy().argmax(axis=1)
     card = ModelCard(
         classes=config.exported_classes,
         input=config.input,
         temperature=round(temperature, 4),
         parameters=int(network.count_params()),
-        flops_per_face=(2 if config.mirror else 1) * count_flops(network),
+        mirror_averaging=config.mirror_averaging,
+        flops_per_face=(2 if config.mirror_averaging else 1) * count_flops(network),
         training_data=_training_data_card(config, train_counts, val_set, report, sources_card),
         training_command=config.command,
         commit=_git_commit(),
         notes=("Probabilities come from the mean of the logits of the face and its mirror image, divided by "
-               "the temperature fitted on the validation split. flops_per_face counts both passes." if config.mirror
+               "the temperature fitted on the validation split. flops_per_face counts both passes."
+               if config.mirror_averaging
                else "Probabilities come from the logits of the face, one pass, divided by the temperature fitted "
                     "on the validation split.")
               + " The .keras network also has the auxiliary classes' outputs, after the exported classes"
@@ -598,7 +601,7 @@ def _new_config(args: argparse.Namespace, argv: list[str]) -> TrainConfig:
         sources=sources, class_balance=balance,
         limit_per_class=args.limit_per_class, labels=labels, faces=args.faces, detector=args.detector,
         face_cache=str(args.face_cache), init=None if init is None else str(init), input=spec,
-        mirror=not args.single_pass,
+        mirror_averaging=not args.single_pass,
         teachers=[str(teacher.resolve()) for teacher in args.teachers],
         command=shlex.join(["python", "train.py", *argv]))
 

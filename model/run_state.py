@@ -44,7 +44,7 @@ class TrainConfig:
     input: InputSpec = field(default_factory=InputSpec)
     # The export averages each face with its mirror (two passes a face); False: one pass. Epochs are chosen on
     # mirror-averaged val accuracy either way, the steadier measure of the network.
-    mirror: bool = True
+    mirror_averaging: bool = True
     command: str = ""
     # The shared datasets trained on together (model.sources), under ``data``; empty: ``data`` is one dataset.
     sources: list[str] = field(default_factory=list)

@@ -139,7 +139,8 @@ def test_keras_and_tflite_models_agree(fer_val: Path, model: Path):
     network = keras.models.load_model(model.with_suffix(".keras"), safe_mode=True)
     other = card.training_data.get("other_class")
     drawn = len(card.classes) - (1 if other else 0)
-    logits = predict_logits(network, val.images, int(network.output_shape[-1]) if other else drawn)
+    logits = predict_logits(network, val.images, int(network.output_shape[-1]) if other else drawn,
+                            mirror=card.mirror_averaging)
     keras_decisions = merged_log_probs(logits / card.temperature, drawn, other is not None).numpy().argmax(axis=1)
     tflite_decisions = classifier.predict(val.images).argmax(axis=1)
     assert np.mean(keras_decisions == tflite_decisions) >= 0.995

@@ -30,7 +30,7 @@ def test_one_epoch_run_exports_a_model_that_loads_and_predicts(tmp_path: Path, f
         assert (tmp_path / "run" / name).is_file()
     card = ModelCard.load(tmp_path / "export" / "happy_sad.json")
     assert card.classes == ["happy", "sad"]
-    assert card.temperature > 0 and card.flops_per_face > 0 and card.parameters > 0
+    assert card.temperature > 0 and card.flops_per_face > 0 and card.parameters > 0 and card.mirror_averaging
     assert card.metrics["validation"]["n"] == 2 * round(150 * 0.15)
     classifier = ExpressionClassifier(tmp_path / "export" / "happy_sad.tflite")
     probs = classifier.predict(np.random.default_rng(0).random((5, 48, 48, 1), dtype=np.float32))
@@ -39,14 +39,16 @@ def test_one_epoch_run_exports_a_model_that_loads_and_predicts(tmp_path: Path, f
 
 
 def test_a_larger_input_size_is_trained_carded_and_cut_so_at_run_time(tmp_path: Path, fer_train: Path):
-    """--input-size 64: the card says 64, and the live pipeline's own preprocessing feeds the model 64-pixel faces."""
+    """--input-size 64 --single-pass: the card says so, and the live pipeline's own preprocessing feeds the model
+    64-pixel faces."""
     from model.preprocess import faces_to_batch
 
     data = link_subset(fer_train, tmp_path / "data", ["happy", "sad"], 60)
-    result = run_cli("train.py", "--data", str(data), *TINY, "--input-size", "64", "--run-dir", str(tmp_path / "run"))
+    result = run_cli("train.py", "--data", str(data), *TINY, "--input-size", "64", "--single-pass",
+                     "--run-dir", str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr[-3000:]
     classifier = ExpressionClassifier(tmp_path / "run" / "happy_sad.tflite")
-    assert classifier.input_spec.size == 64
+    assert classifier.input_spec.size == 64 and classifier.card.mirror_averaging is False
     faces = [np.random.default_rng(1).integers(0, 255, (90, 90, 3), dtype=np.uint8) for _ in range(3)]
     batch = faces_to_batch(faces, classifier.input_spec)
     assert batch.shape == (3, 64, 64, 1)
