@@ -31,11 +31,13 @@ from model.run_state import RunError, TrainConfig, TrainState
 
 @dataclass(frozen=True)
 class InitModel:
-    """A trained model a run starts from: its network, the input spec of its card, and its outputs' class names."""
+    """A trained model a run starts from: its network, the input spec of its card, its outputs' class names, and
+    whether its export averages each face with its mirror (a fine-tuned model keeps its per-face cost)."""
 
     network: keras.Model
     spec: InputSpec
     outputs: list[str]
+    mirror_averaging: bool = True
 
 
 def load_init_model(path: Path) -> InitModel:
@@ -59,7 +61,7 @@ def load_init_model(path: Path) -> InitModel:
         raise RunError(f"--init model {path} does not end in a dense output layer that fine-tuning could replace")
     other = card.training_data.get("other_class")
     outputs = [name for name in card.classes if name != other] + list(card.training_data.get("aux_classes", []))
-    return InitModel(network, spec, outputs if len(outputs) == network.output_shape[-1] else [])
+    return InitModel(network, spec, outputs if len(outputs) == network.output_shape[-1] else [], card.mirror_averaging)
 
 
 def _with_outputs(init: InitModel, outputs: list[str]) -> keras.Model:

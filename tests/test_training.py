@@ -39,12 +39,12 @@ def test_one_epoch_run_exports_a_model_that_loads_and_predicts(tmp_path: Path, f
 
 
 def test_a_larger_input_size_is_trained_carded_and_cut_so_at_run_time(tmp_path: Path, fer_train: Path):
-    """--input-size 64 --single-pass: the card says so, and the live pipeline's own preprocessing feeds the model
-    64-pixel faces."""
+    """--input-size 64 --no-mirror-averaging: the card says so, and the live pipeline's own preprocessing feeds
+    the model 64-pixel faces."""
     from model.preprocess import faces_to_batch
 
     data = link_subset(fer_train, tmp_path / "data", ["happy", "sad"], 60)
-    result = run_cli("train.py", "--data", str(data), *TINY, "--input-size", "64", "--single-pass",
+    result = run_cli("train.py", "--data", str(data), *TINY, "--input-size", "64", "--no-mirror-averaging",
                      "--run-dir", str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr[-3000:]
     classifier = ExpressionClassifier(tmp_path / "run" / "happy_sad.tflite")
@@ -277,6 +277,7 @@ def test_training_on_the_shared_sources_records_each_in_the_card(tmp_path: Path)
     data = card.training_data
     assert list(data["sources"]) == ["fer2013", "rafdb", "kdef"]
     assert data["class_balance"] == 1.0
+    assert card.input.size == 64 and card.mirror_averaging is False  # the shipped recipe's input
     assert "non-commercial research" in data["sources"]["rafdb"]["terms"]
     assert "non-commercial research" in data["sources"]["kdef"]["terms"]
     # RAF-DB's aligned faces and KDEF's photos went through the live detector; FER2013's crops did not.
