@@ -54,7 +54,7 @@ def test_a_calm_face_is_not_drawn_sad(crowd: dict):
 def test_happy_and_sad_faces_are_drawn_as_most_people_see_them(crowd: dict):
     """Figures as measured for the shipped model (README, "The model"); the issue's targets for sad are higher."""
     assert crowd["drawn_by_agreement"]["happy>=6"]["happy"] >= 0.91
-    assert crowd["drawn_by_agreement"]["sad>=6"]["sad"] >= 0.53
+    assert crowd["drawn_by_agreement"]["sad>=6"]["sad"] >= 0.57
     assert crowd["happy_vs_sad_crowd_majority"]["accuracy"] >= 0.96
     assert crowd["happy_vs_sad_crowd_majority"]["ece"] <= 0.03
     assert crowd["happy_vs_sad_folders"]["roc_auc"] >= 0.975
@@ -109,8 +109,8 @@ def test_sad_web_faces_and_turned_faces_read_right(wild: dict):
     """Figures as measured for the shipped model (README, "The model"); the issue's targets are higher on RAF-DB;
     KDEF's half profiles reach the issue's 0.92."""
     raf = wild["rafdb_val"]
-    assert raf["recall"]["sad"] >= 0.80 and raf["balanced_accuracy"] >= 0.82
-    assert raf["drawn"]["sad"]["sad"] >= 0.68
+    assert raf["recall"]["sad"] >= 0.83 and raf["balanced_accuracy"] >= 0.84
+    assert raf["drawn"]["sad"]["sad"] >= 0.74
     kdef = wild["kdef_val"]
     assert kdef["straight"]["balanced_accuracy"] >= 0.95
     assert kdef["half profile"]["balanced_accuracy"] >= 0.92

@@ -329,9 +329,11 @@ def test_init_models_that_cannot_be_fine_tuned(tmp_path: Path, genki: Path):
                 "cannot be loaded safely as a Keras model to fine-tune")
     import keras
 
+    card_side = json.loads(DEFAULT_INIT_CARD.read_text())["input"]["size"]
+    side = card_side + 8  # any size but the card's
     other_size = tmp_path / "other_size.keras"
-    inputs = keras.Input((64, 64, 1))
+    inputs = keras.Input((side, side, 1))
     keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(inputs))).save(other_size)
     other_size.with_suffix(".json").write_text(DEFAULT_INIT_CARD.read_text())
     _fails_with(run_cli("train.py", "--data", str(data), "--init", str(other_size)),
-                "takes inputs of shape (64, 64, 1), but its card describes 48x48 faces")
+                f"takes inputs of shape ({side}, {side}, 1), but its card describes {card_side}x{card_side} faces")
