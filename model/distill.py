@@ -68,10 +68,12 @@ def load_teachers(paths: list[str], outputs: int, input_shape: tuple[int, ...]) 
         if not path.is_file():
             raise RunError(f"teacher {path} does not exist")
         teacher = load_checkpoint(path, "a teacher network")
-        if tuple(teacher.input_shape[1:]) != tuple(input_shape) or teacher.output_shape[-1] != outputs:
-            raise RunError(f"teacher {path} maps {tuple(teacher.input_shape[1:])} to {teacher.output_shape[-1]} "
-                           f"outputs; the student maps {tuple(input_shape)} to {outputs} (train teachers with the "
-                           f"same classes and auxiliary classes)")
+        if tuple(teacher.input_shape[1:]) != tuple(input_shape):
+            raise RunError(f"teacher {path} takes faces of shape {tuple(teacher.input_shape[1:])} and the student "
+                           f"{tuple(input_shape)} (give the student the teacher's size with --input-size)")
+        if teacher.output_shape[-1] != outputs:
+            raise RunError(f"teacher {path} has {teacher.output_shape[-1]} outputs and the student {outputs} (train "
+                           f"teachers with the same classes and auxiliary classes)")
         teacher.trainable = False
         teachers.append(teacher)
     return teachers

@@ -66,6 +66,7 @@ def kill_after_first_epoch(command: list[str], run_dir: Path) -> dict:
     deadline = time.monotonic() + 300
     while not state_path.exists() and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.2)
+    assert process.poll() is None, f"training ended (status {process.returncode}) before saving an epoch: {command}"
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     return json.loads(state_path.read_text())

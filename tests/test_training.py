@@ -228,9 +228,10 @@ def test_the_teacher_sees_the_very_augmented_batch_the_student_learns_from(tmp_p
 def test_a_distilled_run_learns_from_its_teacher_resumes_and_says_so_on_its_card(tmp_path: Path):
     data = _voted_subset(tmp_path)
     teacher = "model/happy_sad_neutral.keras"
+    teacher_side = ModelCard.load(REPO / "model" / "happy_sad_neutral.json").input.size  # the student's must match
     run_dir = tmp_path / "run"
     command = [sys.executable, "train.py", "--data", str(data), "--epochs", "3", "--batch-size", "32",
-               "--teachers", teacher, "--run-dir", str(run_dir)]
+               "--input-size", str(teacher_side), "--teachers", teacher, "--run-dir", str(run_dir)]
     interrupted = kill_after_first_epoch(command, run_dir)
     assert 1 <= interrupted["epochs_done"] < 3
     result = run_cli("train.py", "--resume", str(run_dir))
@@ -250,7 +251,12 @@ def test_a_teacher_with_other_outputs_is_refused_in_one_sentence(tmp_path: Path)
                      "--run-dir", str(tmp_path / "run"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: teacher ") and "happy_sad.keras maps (48, 48, 1) to 3 outputs; the student" in last
+    assert last.startswith("error: teacher ") and "happy_sad.keras has 3 outputs and the student 8" in last
+    # The shipped model takes 64-pixel faces; a --data student is 48 unless told.
+    result = run_cli("train.py", "--data", str(data), "--epochs", "1", "--teachers", "model/happy_sad_neutral.keras",
+                     "--run-dir", str(tmp_path / "run2"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "takes faces of shape (64, 64, 1) and the student (48, 48, 1)" in result.stderr.strip().splitlines()[-1]
 
 
 def _tiny_shared_data(root: Path, per_class: int) -> Path:
