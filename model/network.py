@@ -1,13 +1,14 @@
 """The expression CNN, sized for the run-time budget of about 1 ms per face on two CPU cores.
 
-Four double-convolution blocks (16-32-64-128 channels) on a 48x48 gray face, then a small dense
-head on the flattened 3x3 map. Dropout sits in the head only: with augmentation, random erasing and
+Four double-convolution blocks (16-32-64-128 channels) on a square gray face of the input spec's side
+(64 pixels for the shipped model, 48 for a user's own photos), then a small dense head on the flattened
+map (4x4 at 64 pixels, 3x3 at 48). Dropout sits in the head only: with augmentation, random erasing and
 label smoothing already in play, a network this small underfits when its convolutions drop out too
 (training accuracy stalled at 0.76 with spatial dropout in every block).
 
-About 60 MFLOP per face: networks four to forty times larger gained under a point on FER2013 (its
-labels are noisy; see ../shared/docs/DESIGN.md), while this size lets the export run each face
-twice (as seen and mirrored) within the budget.
+About 106 MFLOP per face at 64 pixels (60 at 48): networks four to forty times larger gained under a
+point on FER2013 (its labels are noisy; see ../shared/docs/DESIGN.md). At 64 pixels the export runs
+each face once (0.25 ms at batch 8); at 48 it can afford each face twice, as seen and mirrored.
 """
 
 from __future__ import annotations
