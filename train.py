@@ -139,6 +139,10 @@ def _train_parser() -> argparse.ArgumentParser:
                         help="side of the square gray face the network sees, one of "
                              f"{', '.join(map(str, INPUT_SIZES))} (default: {SOURCES_INPUT_SIZE} on the shared "
                              f"sources, {InputSpec().size} on --data; with --init, the initial model's)")
+    parser.add_argument("--width", type=positive_float, default=None, metavar="MULTIPLIER",
+                        help="the network's channels, times the shipped network's 16-32-64-128 (rounded to multiples "
+                             "of 8; the per-face cost grows about as its square; default: 1; with --init, the "
+                             "initial model's)")
     parser.add_argument("--mirror-averaging", action=argparse.BooleanOptionalAction, default=None,
                         help="the exported model runs each face as seen and mirrored and averages the logits (twice "
                              "the per-face cost), or each face once; epochs are chosen on mirror-averaged val "
@@ -593,6 +597,8 @@ def _new_config(args: argparse.Namespace, argv: list[str]) -> TrainConfig:
     init = _init_path(args.init) if args.init else None
     if init is not None and args.input_size is not None:
         raise UsageError("--input-size is for a network trained from scratch: --init keeps its model's input")
+    if init is not None and args.width is not None:
+        raise UsageError("--width is for a network trained from scratch: --init keeps its model's layers")
     if init is not None:
         from model.training import load_init_model
 
@@ -608,6 +614,7 @@ def _new_config(args: argparse.Namespace, argv: list[str]) -> TrainConfig:
         sources=sources, class_balance=balance,
         limit_per_class=args.limit_per_class, labels=labels, faces=args.faces, detector=args.detector,
         face_cache=str(args.face_cache), init=None if init is None else str(init), input=spec,
+        width=args.width or 1.0,
         mirror_averaging=mirror_averaging,
         teachers=[str(teacher.resolve()) for teacher in args.teachers],
         command=shlex.join(["python", "train.py", *argv]))

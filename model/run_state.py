@@ -42,6 +42,7 @@ class TrainConfig:
     distill_weight: float = 0.7  # the teachers' share of the loss (model.distill)
     distill_temperature: float = 2.0
     input: InputSpec = field(default_factory=InputSpec)
+    width: float = 1.0  # the network's channels, times the shipped ones (model.network.scaled_widths)
     # The export averages each face with its mirror (two passes a face); False: one pass. Epochs are chosen on
     # mirror-averaged val accuracy either way, the steadier measure of the network.
     mirror_averaging: bool = True

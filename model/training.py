@@ -24,7 +24,7 @@ from model.checkpoints import load_checkpoint, save_model_atomically
 from model.data import FaceDataset, balance_weights
 from model.distill import DistillationLoss, label_accuracy, load_teachers, with_teacher_logits
 from model.export import merged_log_probs, predict_logits
-from model.network import build_network
+from model.network import build_network, scaled_widths
 from model.preprocess import InputSpec, renormalize_batch
 from model.run_state import RunError, TrainConfig, TrainState
 
@@ -86,7 +86,7 @@ def _with_outputs(init: InitModel, outputs: list[str]) -> keras.Model:
 def _initial_network(config: TrainConfig) -> keras.Model:
     outputs = config.classes + config.aux_classes
     if config.init is None:
-        return build_network(len(outputs), config.input)
+        return build_network(len(outputs), config.input, widths=scaled_widths(config.width))
     return _with_outputs(load_init_model(Path(config.init)), outputs)
 
 

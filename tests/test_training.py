@@ -38,23 +38,29 @@ def test_one_epoch_run_exports_a_model_that_loads_and_predicts(tmp_path: Path, f
     assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
 
 
-def test_a_larger_input_size_is_trained_carded_and_cut_so_at_run_time(tmp_path: Path, fer_train: Path):
-    """--input-size 64 --no-mirror-averaging: the card says so, and the live pipeline's own preprocessing feeds
-    the model 64-pixel faces."""
-    from model.preprocess import faces_to_batch
+def test_a_larger_input_and_a_wider_network_are_trained_carded_and_cut_so_at_run_time(tmp_path: Path,
+                                                                                    fer_train: Path):
+    """--input-size 64 --no-mirror-averaging --width 1.5: the card says so (its parameters are those of the
+    24-48-96-192 network), and the live pipeline's own preprocessing feeds the model 64-pixel faces."""
+    from model.network import build_network, scaled_widths
+    from model.preprocess import InputSpec, faces_to_batch
 
     data = link_subset(fer_train, tmp_path / "data", ["happy", "sad"], 60)
     result = run_cli("train.py", "--data", str(data), *TINY, "--input-size", "64", "--no-mirror-averaging",
-                     "--run-dir", str(tmp_path / "run"))
+                     "--width", "1.5", "--run-dir", str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr[-3000:]
     classifier = ExpressionClassifier(tmp_path / "run" / "happy_sad.tflite")
     assert classifier.input_spec.size == 64 and classifier.card.mirror_averaging is False
+    assert scaled_widths(1.5) == (24, 48, 96, 192)
+    wider = build_network(2, InputSpec(size=64), widths=scaled_widths(1.5))
+    assert classifier.card.parameters == wider.count_params() > build_network(2, InputSpec(size=64)).count_params()
     faces = [np.random.default_rng(1).integers(0, 255, (90, 90, 3), dtype=np.uint8) for _ in range(3)]
     batch = faces_to_batch(faces, classifier.input_spec)
     assert batch.shape == (3, 64, 64, 1)
     assert classifier.predict(batch).shape == (3, 2)
-    refused = run_cli("train.py", "--data", str(data), "--init", str(DEFAULT_KERAS), "--input-size", "64")
-    assert refused.returncode == 2 and "--input-size" in refused.stderr and "Traceback" not in refused.stderr
+    for option in (["--input-size", "64"], ["--width", "2"]):
+        refused = run_cli("train.py", "--data", str(data), "--init", str(DEFAULT_KERAS), *option)
+        assert refused.returncode == 2 and option[0] in refused.stderr and "Traceback" not in refused.stderr
 
 
 def test_an_interrupted_run_resumes_where_it_stopped(tmp_path: Path, fer_train: Path):
