@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 
 from model.card import DEFAULT_MODEL, ModelCard, card_path_for
-from model.cli_types import fraction, non_negative_float, non_negative_int, positive_float, positive_int
+from model.cli_types import float_between, fraction, non_negative_float, non_negative_int, positive_float, positive_int
 from model.data import (
     DataError,
     FaceDataset,
@@ -60,6 +60,9 @@ DEFAULT_INIT = REPO / "model" / "happy_sad_neutral.keras"
 FACE_CACHE = REPO / "runs" / "face_cache"
 SMALL_DATA = 8000  # fewer training faces than this get the schedule for small data
 INPUT_SIZES = (48, 56, 64)  # gray face sides the network can be trained at: larger costs (side / 48)^2 more a face
+# --width: from 8-8-16-32 channels to four times the shipped ones, whose per-face cost (about 16x) is already far
+# past the 1 ms budget; beyond that a network only fills memory.
+WIDTH_RANGE = (0.25, 4.0)
 # The shipped recipe's per-class loss weights (model.data.balance_weights): sad faces are the fewest of the
 # drawn classes in every source, and the class the model drew worst. 1.0 (classes weighed equally) read RAF-DB's
 # sad faces at 0.833 where 0.5 read them at 0.742 (README, "The model"; one run each, seeds 2 and 1).
@@ -139,10 +142,10 @@ def _train_parser() -> argparse.ArgumentParser:
                         help="side of the square gray face the network sees, one of "
                              f"{', '.join(map(str, INPUT_SIZES))} (default: {SOURCES_INPUT_SIZE} on the shared "
                              f"sources, {InputSpec().size} on --data; with --init, the initial model's)")
-    parser.add_argument("--width", type=positive_float, default=None, metavar="MULTIPLIER",
+    parser.add_argument("--width", type=float_between(*WIDTH_RANGE), default=None, metavar="MULTIPLIER",
                         help="the network's channels, times the shipped network's 16-32-64-128 (rounded to multiples "
-                             "of 8; the per-face cost grows about as its square; default: 1; with --init, the "
-                             "initial model's)")
+                             f"of 8; the per-face cost grows about as its square), from {WIDTH_RANGE[0]:g} to "
+                             f"{WIDTH_RANGE[1]:g} (default: 1; with --init, the initial model's)")
     parser.add_argument("--mirror-averaging", action=argparse.BooleanOptionalAction, default=None,
                         help="the exported model runs each face as seen and mirrored and averages the logits (twice "
                              "the per-face cost), or each face once; epochs are chosen on mirror-averaged val "

@@ -33,6 +33,16 @@ def positive_float(text: str) -> float:
     return value
 
 
+def float_between(low: float, high: float):
+    """An argument type for a number from ``low`` to ``high``, both included (inf and nan are refused too)."""
+    def parse(text: str) -> float:
+        value = float(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low:g} to {high:g}, not {text}")
+        return value
+    return parse
+
+
 def fraction(text: str) -> float:
     value = float(text)
     if not 0.0 < value < 1.0:

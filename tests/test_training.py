@@ -121,7 +121,8 @@ def test_too_few_images_for_a_batch_and_bad_numbers_end_with_one_sentence(tmp_pa
     assert small.returncode == 2 and "Traceback" not in small.stderr
     assert [line for line in small.stderr.splitlines() if line.startswith("error:")] == [
         "error: 20 training images are fewer than one batch of 64; add images or lower --batch-size"]
-    for option, value in (("--epochs", "0"), ("--val-fraction", "1.5"), ("--learning-rate", "-1")):
+    for option, value in (("--epochs", "0"), ("--val-fraction", "1.5"), ("--learning-rate", "-1"),
+                          ("--width", "inf"), ("--width", "5")):
         bad = run_cli("train.py", option, value)
         assert bad.returncode == 2 and "Traceback" not in bad.stderr
         assert f"argument {option}" in bad.stderr.splitlines()[-1]
