@@ -53,8 +53,18 @@ class Server(ServerProcess):
     def threads_and_rss_mb(self) -> tuple[int, int, float]:
         """Threads in all, MediaPipe's graph threads (named drishti), and resident memory in MB."""
         fields = dict(line.split(":", 1) for line in Path(f"/proc/{self.pid}/status").read_text().splitlines())
-        names = [path.read_text().strip() for path in Path(f"/proc/{self.pid}/task").glob("*/comm")]
-        return int(fields["Threads"]), names.count("drishti"), int(fields["VmRSS"].split()[0]) / 1024
+        return int(fields["Threads"]), self._thread_names().count("drishti"), int(fields["VmRSS"].split()[0]) / 1024
+
+    def _thread_names(self) -> list[str]:
+        """The names of the server's live threads; one that ends between the listing and the read is gone, not
+        counted (that race failed a CI run with FileNotFoundError on its ``comm``)."""
+        names = []
+        for path in Path(f"/proc/{self.pid}/task").glob("*/comm"):
+            try:
+                names.append(path.read_text().strip())
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+        return names
 
 
 @pytest.fixture(scope="module")
