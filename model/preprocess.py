@@ -133,7 +133,7 @@ def faces_to_batch(faces: Sequence[np.ndarray], spec: InputSpec) -> np.ndarray:
 
 # Eyes closer together than this share of the detector box's side belong to a face turned far from the camera,
 # and the line between them is not the head's roll. Measured on KDEF's train photos through the live detector
-# (scripts/eye_span.py): the span is 0.39-0.45 of the box on straight faces and 0.28-0.37 on half profiles
+# (scripts/kdef_keypoints.py): the span is 0.39-0.45 of the box on straight faces and 0.28-0.37 on half profiles
 # (5th-95th percentile), where the line is within 7 degrees of level for 90% of these upright heads; on full
 # profiles it is 0.01-0.15 and the line is 24-29 degrees off at the median, up to 90.
 MIN_EYE_SPAN = 0.25

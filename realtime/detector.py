@@ -229,10 +229,13 @@ class FaceDetector:
         box = detection.bounding_box
         x, y = box.origin_x / factor, box.origin_y / factor
         w, h = box.width / factor, box.height / factor
-        eyes = [(k.x * width, k.y * height) for k in (detection.keypoints or [])[:2]]
-        right_eye, left_eye = (eyes[0], eyes[1]) if len(eyes) == 2 else (None, None)
+        # BlazeFace's keypoints, in order: right eye, left eye, nose tip, mouth centre, right and left ear tragion.
+        points = [(k.x * width, k.y * height) for k in (detection.keypoints or [])[:4]]
+        right_eye, left_eye = (points[0], points[1]) if len(points) >= 2 else (None, None)
+        nose, mouth = (points[2], points[3]) if len(points) == 4 else (None, None)
         score = detection.categories[0].score if detection.categories else 0.0
-        return Detection((int(round(x)), int(round(y)), int(round(w)), int(round(h))), float(score), right_eye, left_eye)
+        return Detection((int(round(x)), int(round(y)), int(round(w)), int(round(h))), float(score),
+                         right_eye, left_eye, nose, mouth)
 
     def close(self) -> None:
         """Close MediaPipe's detectors now (not at interpreter exit, where their __del__ can fail), then restore

@@ -27,12 +27,15 @@ class Frame:
 
 @dataclass(frozen=True)
 class Detection:
-    """One face in frame pixels: box (x, y, w, h), detector score, and the two eye centres."""
+    """One face in frame pixels: box (x, y, w, h), detector score, the two eye centres, the nose tip and the
+    mouth centre (BlazeFace's first four keypoints; None where the detector gave none)."""
 
     box: tuple[int, int, int, int]
     score: float
     right_eye: tuple[float, float] | None
     left_eye: tuple[float, float] | None
+    nose: tuple[float, float] | None = None
+    mouth: tuple[float, float] | None = None
 
     @property
     def area(self) -> int:

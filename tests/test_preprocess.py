@@ -104,3 +104,19 @@ def test_eyes_too_close_together_do_not_rotate_the_crop():
     turned = eye_line_angle((50.0, 40.0), (50.0 + span * np.cos(0.5), 40.0 + span * np.sin(0.5)), box_side)
     assert turned == 0.0
     assert eye_line_angle(None, (70.0, 40.0), box_side) == 0.0
+
+
+@pytest.mark.parametrize("photo", ["obama.jpg", "biden.jpg"])
+def test_the_detector_reports_eyes_nose_and_mouth_in_place(media, photo):
+    """BlazeFace's keypoints come in a fixed order; a frontal face shows whether they were read in it."""
+    from model.images import read_image
+    from realtime.detector import largest_face
+
+    with realtime.detector.FaceDetector(still_images=True) as detector:
+        face = largest_face(detector.detect(read_image(media / photo)))
+    x, y, w, h = face.box
+    points = (face.right_eye, face.left_eye, face.nose, face.mouth)
+    assert all(x <= px <= x + w and y <= py <= y + h for px, py in points)
+    eye_xs = sorted((face.right_eye[0], face.left_eye[0]))
+    assert eye_xs[0] < face.nose[0] < eye_xs[1]
+    assert max(face.right_eye[1], face.left_eye[1]) < face.nose[1] < face.mouth[1]
