@@ -15,6 +15,7 @@ into --export-dir only when that is given.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shlex
@@ -48,7 +49,7 @@ from model.faces import CropCache, FaceReport, PhotoFaces, check_enough_faces, d
 from model.errors import ExpressionDetectorError
 from model.images import read_image
 from model.metrics import summarize, summarize_folders
-from model.preprocess import CropFraming, InputSpec, face_to_input
+from model.preprocess import CROP_CENTRES, CropFraming, InputSpec, face_to_input
 from model.run_state import RunError, TrainConfig
 from model.sources import DEFAULT_SOURCES, SHARED_DATA, SOURCES, DataSource
 from model.votes import EXPRESSIONS, load_votes, votes_path
@@ -104,6 +105,11 @@ def _train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--detector", choices=DETECTOR_RANGES, default="auto",
                         help="face-detector range for photos, as at run time: auto runs the short- and full-range "
                              "models on stills and merges their faces (default: %(default)s)")
+    parser.add_argument("--crop-centre", choices=CROP_CENTRES, default=None,
+                        help="what a face cut out of a photo is centred on: the detector's box, or the mean of the "
+                             "eyes, nose and mouth (inner-face: a turned face keeps them where a frontal one has "
+                             "them); the model's card keeps it, so the live pipeline cuts faces alike (default: box; "
+                             "with --init, as the initial model)")
     parser.add_argument("--face-cache", type=Path, default=FACE_CACHE,
                         help="where the faces found in photos are kept, so later runs need not detect again "
                              "(default: runs/face_cache in this project)")
@@ -176,10 +182,12 @@ def _evaluate_parser() -> argparse.ArgumentParser:
     parser.add_argument("--detect", action="store_true",
                         help="images are photos: find faces with the live detector and classify the largest")
     parser.add_argument("--detector", choices=["short", "full"], default="short", help="face detector range with --detect")
-    parser.add_argument("--crop-scale", type=positive_float, default=CropFraming.scale,
-                        help="with --detect: crop side over detector box side (default: %(default)s)")
-    parser.add_argument("--crop-shift", type=float, default=CropFraming.shift_y,
-                        help="with --detect: crop centre below the box centre, in crop sides (default: %(default)s)")
+    parser.add_argument("--crop-scale", type=positive_float, default=None,
+                        help="with --detect: crop side over detector box side (default: the model card's)")
+    parser.add_argument("--crop-shift", type=float, default=None,
+                        help="with --detect: crop centre below the box centre, in crop sides (default: the model card's)")
+    parser.add_argument("--crop-centre", choices=CROP_CENTRES, default=None,
+                        help="with --detect: what the crop is centred on (default: the model card's)")
     parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object on the last line")
     return parser
 
@@ -275,9 +283,9 @@ def _photo_faces(config, layout) -> PhotoFaces | None:
         print(f"faces: {config.faces} (as this run was set)", flush=True)
     if config.faces == "crops":
         return None
-    framing = CropFraming()
-    print(f"finding faces with the live detector ({config.detector} range) and crop framing; crops cached in "
-          f"{config.face_cache}", flush=True)
+    framing = config.framing
+    print(f"finding faces with the live detector ({config.detector} range) and crop framing ({framing.centre} "
+          f"centred); crops cached in {config.face_cache}", flush=True)
     return PhotoFaces(CropCache(Path(config.face_cache), framing, config.detector), framing,
                       lambda: _open_detector(config.detector))
 
@@ -291,9 +299,8 @@ def _source_faces(config, source: DataSource) -> PhotoFaces | None:
     """How one shared dataset's images become faces (model.sources): as they are, or through the live detector."""
     if source.faces == "crops":
         return None
-    framing = CropFraming()
-    cache = CropCache(Path(config.face_cache), framing, config.detector, source.pad)
-    return PhotoFaces(cache, framing, lambda: _open_detector(config.detector), source.pad)
+    cache = CropCache(Path(config.face_cache), config.framing, config.detector, source.pad)
+    return PhotoFaces(cache, config.framing, lambda: _open_detector(config.detector), source.pad)
 
 
 def _load_source(config, source: DataSource, report: FaceReport) -> tuple[FaceDataset, FaceDataset]:
@@ -432,8 +439,9 @@ def _training_data_card(config, train_counts: dict, val_set: FaceDataset, report
         data["terms"] = ("non-commercial research use only: " +
                          "; ".join(SOURCES[name].terms for name in config.sources))
     if config.faces == "photos" or any(SOURCES[name].faces != "crops" for name in config.sources):
-        framing = CropFraming()
-        data["face_finding"] = {"detector": config.detector, "crop_scale": framing.scale, "crop_shift": framing.shift_y}
+        framing = config.framing
+        data["face_finding"] = {"detector": config.detector, "crop_scale": framing.scale, "crop_shift": framing.shift_y,
+                                "crop_centre": framing.centre}
     if config.teachers:
         data["distillation"] = {"teachers": [os.path.relpath(teacher, REPO) for teacher in config.teachers],
                                 "weight": config.distill_weight, "temperature": config.distill_temperature}
@@ -484,6 +492,7 @@ def _export(config, state, train_counts: dict, val_set: FaceDataset, run_dir: Pa
     card = ModelCard(
         classes=config.exported_classes,
         input=config.input,
+        framing=config.framing,
         temperature=round(temperature, 4),
         parameters=int(network.count_params()),
         mirror_averaging=config.mirror_averaging,
@@ -612,11 +621,14 @@ def _new_config(args: argparse.Namespace, argv: list[str]) -> TrainConfig:
               f"x * {spec.scale:.6g} + {spec.offset:g}, equalize {spec.equalize}", flush=True)
     elif args.head_epochs is not None:
         raise UsageError("--head-epochs needs --init: a network trained from scratch has no trained layers to freeze")
+    framing = CropFraming() if init is None else initial.framing
+    if args.crop_centre is not None:
+        framing = dataclasses.replace(framing, centre=args.crop_centre)
     return TrainConfig(
         classes=classes, aux_classes=aux_classes, other_class=other_class, data=str(data), seed=args.seed,
         sources=sources, class_balance=balance,
         limit_per_class=args.limit_per_class, labels=labels, faces=args.faces, detector=args.detector,
-        face_cache=str(args.face_cache), init=None if init is None else str(init), input=spec,
+        face_cache=str(args.face_cache), init=None if init is None else str(init), input=spec, framing=framing,
         width=args.width or 1.0,
         mirror_averaging=mirror_averaging,
         teachers=[str(teacher.resolve()) for teacher in args.teachers],
@@ -735,6 +747,13 @@ def _print_table(metrics: dict) -> None:
         print(f"{folder:>{width}}" + "".join(f"{shares[c]:>{width}.3f}" for c in columns))
 
 
+def _evaluation_framing(args: argparse.Namespace, classifier) -> CropFraming:
+    """The model card's crop framing, with what the command line sets instead."""
+    given = {"scale": args.crop_scale, "shift_y": args.crop_shift, "centre": args.crop_centre}
+    return dataclasses.replace(classifier.card.framing, **{name: value for name, value in given.items()
+                                                           if value is not None})
+
+
 def evaluate_main(argv: list[str]) -> int:
     args = _evaluate_parser().parse_args(argv)
     from realtime.classifier import ExpressionClassifier
@@ -746,8 +765,7 @@ def evaluate_main(argv: list[str]) -> int:
     if not folders:
         raise UsageError(f"{args.data} has no folders of images; expected {args.data}/<class>/<images>")
     faces, folder_indices, no_face = _evaluation_inputs(
-        args.data, folders, classifier.input_spec, args.detect, args.detector,
-        CropFraming(args.crop_scale, args.crop_shift))
+        args.data, folders, classifier.input_spec, args.detect, args.detector, _evaluation_framing(args, classifier))
     probs = classifier.predict(faces)
     metrics = summarize_folders(folder_indices, probs, folders, classifier.classes, no_face,
                                 classifier.card.min_confidence, with_no_face=args.detect)

@@ -1,7 +1,7 @@
 """The model card: the JSON beside every exported model that tells the run-time path how to use it.
 
-The live pipeline takes class names, input size and normalization from here, never from code, so
-a model trained on other classes works with ``--model`` alone.
+The live pipeline takes class names, input size, normalization and crop framing from here, never
+from code, so a model trained on other classes or faces cut otherwise works with ``--model`` alone.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from model.errors import ExpressionDetectorError
-from model.preprocess import InputSpec
+from model.preprocess import CropFraming, InputSpec
 
 
 # The model a user gets without --model: happy / sad / neutral, trained on the FER+ crowd votes.
@@ -26,6 +26,9 @@ class CardError(ExpressionDetectorError):
 class ModelCard:
     classes: list[str]
     input: InputSpec
+    # How the live pipeline cuts a face out of a frame for this model: as its training photos were cut.
+    # Cards written before this field have the one framing there was then, CropFraming()'s defaults.
+    framing: CropFraming = field(default_factory=CropFraming)
     output: str = "probabilities"
     temperature: float = 1.0
     min_confidence: float = 0.6
@@ -54,8 +57,9 @@ class ModelCard:
             raise CardError(f"model card {path} is not readable JSON ({error})") from None
         try:
             spec = InputSpec(**raw.pop("input"))
-            card = cls(input=spec, **raw)
-        except (KeyError, TypeError) as error:
+            framing = CropFraming(**raw.pop("framing", {}))
+            card = cls(input=spec, framing=framing, **raw)
+        except (KeyError, TypeError, ValueError) as error:
             raise CardError(f"model card {path} lacks or has unknown fields ({error})") from None
         if len(card.classes) < 2 or len(set(card.classes)) != len(card.classes):
             raise CardError(f"model card {path} must name two or more distinct classes, not {card.classes}")

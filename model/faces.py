@@ -3,7 +3,7 @@
 A photo of a person is not a face crop: squeezed whole into 48x48, its face is a few pixels wide.
 So each photo goes through the live detector (``realtime.detector.FaceDetector`` in IMAGE mode, as
 ``main.py`` runs stills, handed in by the caller: ``model/`` knows no camera), the live framing
-(``model.preprocess.crop_aligned_face`` with ``CropFraming()``) and, on loading, the live
+(``model.preprocess.crop_aligned_face`` with the run's ``CropFraming``) and, on loading, the live
 preprocessing (``model.preprocess.face_to_input``). There is no second copy of any of them here, so
 a face trained on and a face seen at run time are found, cut and normalized alike.
 
@@ -66,6 +66,8 @@ class Detected(Protocol):
     box: tuple[int, int, int, int]
     right_eye: tuple[float, float] | None
     left_eye: tuple[float, float] | None
+    nose: tuple[float, float] | None
+    mouth: tuple[float, float] | None
 
 
 class FaceFinder(Protocol):
@@ -191,8 +193,10 @@ class CropCache:
 
     def __init__(self, root: Path, framing: CropFraming, detector_range: str, pad: float = 0.0) -> None:
         self.root = root
+        # A box-centred crop's key leaves the centre out, so the crops cached before CropFraming.centre stay valid.
+        centre = "" if framing.centre == "box" else f"|centre {framing.centre}"
         self._salt = (f"v{CACHE_VERSION}|{detector_range}|{framing.scale!r}|{framing.shift_y!r}|"
-                      f"{AMBIGUOUS_SIDE_RATIO!r}|pad {pad!r} replicated").encode()
+                      f"{AMBIGUOUS_SIDE_RATIO!r}|pad {pad!r} replicated{centre}").encode()
 
     def key(self, path: Path) -> str:
         return hashlib.sha256(self._salt + hashlib.sha256(path.read_bytes()).digest()).hexdigest()
@@ -258,7 +262,8 @@ class PhotoFaces:
         face, reason = pick_face(self._detector.detect(image))
         if face is None:
             return None, reason
-        return crop_aligned_face(image, face.box, face.right_eye, face.left_eye, self.framing), None
+        return crop_aligned_face(image, face.box, face.right_eye, face.left_eye, self.framing,
+                                 nose=face.nose, mouth=face.mouth), None
 
     def close(self) -> None:
         if self._detector is not None:

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from model.errors import ExpressionDetectorError
-from model.preprocess import InputSpec
+from model.preprocess import CropFraming, InputSpec
 
 
 class RunError(ExpressionDetectorError):
@@ -42,6 +42,7 @@ class TrainConfig:
     distill_weight: float = 0.7  # the teachers' share of the loss (model.distill)
     distill_temperature: float = 2.0
     input: InputSpec = field(default_factory=InputSpec)
+    framing: CropFraming = field(default_factory=CropFraming)  # how faces are cut out of photos; the card keeps it
     width: float = 1.0  # the network's channels, times the shipped ones (model.network.scaled_widths)
     # The export averages each face with its mirror (two passes a face); False: one pass. Epochs are chosen on
     # mirror-averaged val accuracy either way, the steadier measure of the network.
@@ -62,7 +63,7 @@ class TrainConfig:
     @classmethod
     def load(cls, path: Path) -> "TrainConfig":
         raw = json.loads(path.read_text())
-        return cls(input=InputSpec(**raw.pop("input")), **raw)
+        return cls(input=InputSpec(**raw.pop("input")), framing=CropFraming(**raw.pop("framing", {})), **raw)
 
 
 @dataclass

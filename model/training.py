@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
@@ -25,19 +25,21 @@ from model.data import FaceDataset, balance_weights
 from model.distill import DistillationLoss, label_accuracy, load_teachers, with_teacher_logits
 from model.export import merged_log_probs, predict_logits
 from model.network import build_network, scaled_widths
-from model.preprocess import InputSpec, renormalize_batch
+from model.preprocess import CropFraming, InputSpec, renormalize_batch
 from model.run_state import RunError, TrainConfig, TrainState
 
 
 @dataclass(frozen=True)
 class InitModel:
     """A trained model a run starts from: its network, the input spec of its card, its outputs' class names, and
-    whether its export averages each face with its mirror (a fine-tuned model keeps its per-face cost)."""
+    whether its export averages each face with its mirror (a fine-tuned model keeps its per-face cost), and how
+    its faces were cut out of photos (fine-tuning cuts new photos alike unless told otherwise)."""
 
     network: keras.Model
     spec: InputSpec
     outputs: list[str]
     mirror_averaging: bool = True
+    framing: CropFraming = field(default_factory=CropFraming)
 
 
 def load_init_model(path: Path) -> InitModel:
@@ -61,7 +63,8 @@ def load_init_model(path: Path) -> InitModel:
         raise RunError(f"--init model {path} does not end in a dense output layer that fine-tuning could replace")
     other = card.training_data.get("other_class")
     outputs = [name for name in card.classes if name != other] + list(card.training_data.get("aux_classes", []))
-    return InitModel(network, spec, outputs if len(outputs) == network.output_shape[-1] else [], card.mirror_averaging)
+    return InitModel(network, spec, outputs if len(outputs) == network.output_shape[-1] else [], card.mirror_averaging,
+                     card.framing)
 
 
 def _with_outputs(init: InitModel, outputs: list[str]) -> keras.Model:

@@ -23,7 +23,6 @@ from typing import Callable, Iterator
 import numpy as np
 
 from model.card import DEFAULT_MODEL
-from model.preprocess import CropFraming
 from realtime.annotator import Annotator
 from realtime.classifier import ExpressionClassifier
 from realtime.detector import FaceDetector
@@ -86,7 +85,7 @@ class ExpressionDetector:
             return self._still_pipeline
         pipeline = ExpressionPipeline(
             FaceDetector(self.detector_range, still_images=still_images), self.classifier,
-            FaceTracker(tuple(self.classes), self.settings), self.annotator, CropFraming(), still_images)
+            FaceTracker(tuple(self.classes), self.settings), self.annotator, still_images)
         if still_images:
             self._still_pipeline = pipeline
         return pipeline

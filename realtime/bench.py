@@ -35,7 +35,6 @@ import numpy as np
 
 from model.card import DEFAULT_MODEL
 from model.errors import ExpressionDetectorError
-from model.preprocess import CropFraming
 from realtime.annotator import Annotator
 from realtime.classifier import ExpressionClassifier
 from realtime.detector import FaceDetector
@@ -83,7 +82,7 @@ def bench_classifier(classifier: ExpressionClassifier, faces: np.ndarray, second
 
 
 def _pipeline(detector: FaceDetector, classifier: ExpressionClassifier) -> ExpressionPipeline:
-    return ExpressionPipeline(detector, classifier, FaceTracker(tuple(classifier.classes)), Annotator(), CropFraming())
+    return ExpressionPipeline(detector, classifier, FaceTracker(tuple(classifier.classes)), Annotator())
 
 
 def _timed_frames(pipeline: ExpressionPipeline, frames, warmup: int) -> tuple[list[float], dict[str, list[float]], int]:

@@ -112,9 +112,10 @@ def _import_mediapipe():
     return mediapipe, core, vision
 
 
-def crop_face(frame: np.ndarray, detection: Detection, framing: CropFraming = CropFraming()) -> np.ndarray:
-    """The face cut out of ``frame`` as training crops are framed (see model.preprocess)."""
-    return crop_aligned_face(frame, detection.box, detection.right_eye, detection.left_eye, framing)
+def crop_face(frame: np.ndarray, detection: Detection, framing: CropFraming) -> np.ndarray:
+    """The face cut out of ``frame`` as ``framing`` says: the one the model was trained with (its card's)."""
+    return crop_aligned_face(frame, detection.box, detection.right_eye, detection.left_eye, framing,
+                             nose=detection.nose, mouth=detection.mouth)
 
 
 def largest_face(detections: list[Detection]) -> Detection | None:

@@ -8,7 +8,7 @@ from typing import Callable, Iterable, Protocol
 
 import numpy as np
 
-from model.preprocess import CropFraming, faces_to_batch
+from model.preprocess import faces_to_batch
 from realtime.annotator import Annotator
 from realtime.classifier import ExpressionClassifier
 from realtime.detector import FaceDetector, crop_face
@@ -76,17 +76,18 @@ class ExpressionPipeline:
     """
 
     def __init__(self, detector: FaceDetector, classifier: ExpressionClassifier, tracker: FaceTracker,
-                 annotator: Annotator, framing: CropFraming = CropFraming(), still_images: bool = False) -> None:
+                 annotator: Annotator, still_images: bool = False) -> None:
         self.detector = detector
         self.classifier = classifier
         self.tracker = tracker
         self.annotator = annotator
-        self.framing = framing
         self.still_images = still_images
 
     def preprocess(self, image: np.ndarray, detections: list[Detection]) -> np.ndarray:
-        """Every detected face cut out, levelled and framed like a training crop, as one model batch."""
-        crops = [crop_face(image, detection, self.framing) for detection in detections]
+        """Every detected face cut out, levelled and framed as the model's training faces were (its card's
+        framing), as one model batch."""
+        framing = self.classifier.card.framing
+        crops = [crop_face(image, detection, framing) for detection in detections]
         return faces_to_batch(crops, self.classifier.input_spec)
 
     def track(self, frame: Frame, detections: list[Detection], probs: np.ndarray) -> list[Face]:

@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from model.images import read_image  # noqa: E402
 from model.metrics import drawn_counts, roc_auc  # noqa: E402
-from model.preprocess import faces_to_batch  # noqa: E402
+from model.preprocess import CropFraming, faces_to_batch  # noqa: E402
 from realtime.api import DEFAULT_MODEL, ExpressionDetector  # noqa: E402
 from realtime.detector import FaceDetector, crop_face, largest_face  # noqa: E402
 from scripts import run_script  # noqa: E402
@@ -38,8 +38,8 @@ from scripts.audience import CLIP, SCENES  # noqa: E402
 GENKI = REPO.parent / "shared" / "data" / "genki4k_dev"
 
 
-def _genki_crops(folder: Path) -> dict[str, list[np.ndarray]]:
-    """The largest face of every photo, cut as the live pipeline cuts it, by class folder."""
+def _genki_crops(folder: Path, framing: CropFraming) -> dict[str, list[np.ndarray]]:
+    """The largest face of every photo, cut as the live pipeline cuts it for the model (``framing``), by class folder."""
     crops: dict[str, list[np.ndarray]] = {"smile": [], "non_smile": []}
     with FaceDetector("auto", still_images=True) as detector:
         for name, faces in crops.items():
@@ -47,7 +47,7 @@ def _genki_crops(folder: Path) -> dict[str, list[np.ndarray]]:
                 image = read_image(path)
                 face = largest_face(detector.detect(image)) if image is not None else None
                 if face is not None:
-                    faces.append(crop_face(image, face))
+                    faces.append(crop_face(image, face, framing))
     return crops
 
 
@@ -77,9 +77,9 @@ def _clip_figures(detector: ExpressionDetector, clip: Path) -> dict:
 
 
 def parity_report(model: Path, genki: Path, clip: Path) -> dict:
-    crops = _genki_crops(genki)
     report = {"model": str(model)}
     with ExpressionDetector(model) as detector:
+        crops = _genki_crops(genki, detector.classifier.card.framing)
         trained = detector.classifier.card.input
         for equalize in (trained.equalize, not trained.equalize):
             detector.classifier.card.input = replace(trained, equalize=equalize)

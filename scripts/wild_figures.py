@@ -33,7 +33,7 @@ from model.data import class_image_paths  # noqa: E402
 from model.faces import CropCache, FaceReport, PhotoFaces  # noqa: E402
 from model.images import read_image  # noqa: E402
 from model.metrics import balanced_accuracy, confusion_matrix, drawn_counts  # noqa: E402
-from model.preprocess import CropFraming, face_to_input  # noqa: E402
+from model.preprocess import CropFraming, InputSpec, face_to_input  # noqa: E402
 from model.sources import SHARED_DATA, SOURCES  # noqa: E402
 from realtime.api import DEFAULT_MODEL  # noqa: E402
 from realtime.classifier import ExpressionClassifier  # noqa: E402
@@ -48,9 +48,9 @@ KDEF_ANGLE = re.compile(r"^[AB][FM]\d\d[A-Z]{2}(S|HL|HR|FL|FR)$")
 ANGLE_GROUPS = {"straight": ("S",), "half profile": ("HL", "HR"), "full profile": ("FL", "FR")}
 
 
-def _faces(root: Path, pad: float, whole_when_missed: bool, spec) -> tuple[list, list[str], list[Path], int]:
-    """Each image's face, cut as training cuts it (the live detector behind the shared crop cache)."""
-    framing = CropFraming()
+def _faces(root: Path, pad: float, whole_when_missed: bool, spec: InputSpec, framing: CropFraming,
+           ) -> tuple[list, list[str], list[Path], int]:
+    """Each image's face, cut as training cuts it for the model (the live detector behind the shared crop cache)."""
     photos = PhotoFaces(CropCache(FACE_CACHE, framing, "auto", pad), framing,
                         lambda: FaceDetector(model_range="auto", still_images=True), pad)
     report, faces, folders, paths, missed = FaceReport(), [], [], [], 0
@@ -90,14 +90,16 @@ def _figures(probs: np.ndarray, folders: np.ndarray, classes: list[str], min_con
 
 
 def rafdb_figures(classifier: ExpressionClassifier, data: Path) -> dict:
-    faces, folders, _, missed = _faces(data / "rafdb" / "val", SOURCES["rafdb"].pad, True, classifier.input_spec)
+    faces, folders, _, missed = _faces(data / "rafdb" / "val", SOURCES["rafdb"].pad, True, classifier.input_spec,
+                                       classifier.card.framing)
     probs = classifier.predict(np.stack(faces))
     return {"faces": len(faces), "whole_image": missed} | _figures(
         probs, np.asarray(folders), classifier.classes, classifier.card.min_confidence)
 
 
 def kdef_figures(classifier: ExpressionClassifier, data: Path) -> dict:
-    faces, folders, paths, missed = _faces(data / "kdef" / "val", 0.0, False, classifier.input_spec)
+    faces, folders, paths, missed = _faces(data / "kdef" / "val", 0.0, False, classifier.input_spec,
+                                           classifier.card.framing)
     probs = classifier.predict(np.stack(faces))
     angles = np.array([KDEF_ANGLE.match(path.stem).group(1) if KDEF_ANGLE.match(path.stem) else "" for path in paths])
     report = {"faces": len(faces), "no_face": missed}

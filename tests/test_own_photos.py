@@ -72,22 +72,23 @@ def _fails_with(result: subprocess.CompletedProcess, *fragments: str) -> str:
     return errors[0]
 
 
-def _photo_faces(cache: Path) -> PhotoFaces:
-    return PhotoFaces(CropCache(cache, CropFraming(), "auto"), CropFraming(),
+def _photo_faces(cache: Path, framing: CropFraming = CropFraming()) -> PhotoFaces:
+    return PhotoFaces(CropCache(cache, framing, "auto"), framing,
                       lambda: FaceDetector(model_range="auto", still_images=True))
 
 
 # Photos to faces, the way the live pipeline does it
 
 
-def test_photos_are_cut_by_the_live_functions_and_cached(tmp_path: Path, genki: Path):
+@pytest.mark.parametrize("centre", ["box", "inner-face"])
+def test_photos_are_cut_by_the_live_functions_and_cached(tmp_path: Path, genki: Path, centre: str):
     data = link_subset(genki, tmp_path / "data", GENKI_CLASSES, 3)
-    spec = InputSpec(equalize=True)
+    spec, framing = InputSpec(equalize=True), CropFraming(centre=centre)
     first_report, second_report = FaceReport(), FaceReport()
-    photos = _photo_faces(tmp_path / "cache")
+    photos = _photo_faces(tmp_path / "cache", framing)
     first = load_faces(data, GENKI_CLASSES, spec, photos, first_report)
     photos.close()
-    again = _photo_faces(tmp_path / "cache")
+    again = _photo_faces(tmp_path / "cache", framing)
     second = load_faces(data, GENKI_CLASSES, spec, again, second_report)
     again.close()
     assert first_report.detected == 6 and first_report.from_cache == 0
@@ -97,7 +98,7 @@ def test_photos_are_cut_by_the_live_functions_and_cached(tmp_path: Path, genki: 
     with FaceDetector(still_images=True) as detector:
         for path, face in zip(first.paths, first.images):
             image = read_image(path)
-            live = crop_face(image, max(detector.detect(image), key=lambda d: d.area), CropFraming())
+            live = crop_face(image, max(detector.detect(image), key=lambda d: d.area), framing)
             assert np.array_equal(face, face_to_input(live, spec))
 
 
@@ -108,6 +109,7 @@ def test_the_cache_key_is_the_content_and_the_framing(tmp_path: Path, genki: Pat
     cache = CropCache(tmp_path, CropFraming(), "auto")
     assert cache.key(photo) == cache.key(copy)
     assert cache.key(photo) != CropCache(tmp_path, CropFraming(scale=1.4), "auto").key(photo)
+    assert cache.key(photo) != CropCache(tmp_path, CropFraming(centre="inner-face"), "auto").key(photo)
     assert cache.key(photo) != CropCache(tmp_path, CropFraming(), "short").key(photo)
     assert cache.key(photo) != CropCache(tmp_path, CropFraming(), "auto", pad=0.5).key(photo)
 
@@ -243,6 +245,31 @@ def test_from_scratch_on_photos_with_the_folders_as_classes(tmp_path: Path, genk
     assert "training every layer from random weights" in result.stdout
     card = ModelCard.load(tmp_path / "run" / "non_smile_smile.json")
     assert card.input.equalize and "init" not in card.training_data
+
+
+def test_a_model_trained_on_inner_face_crops_is_carded_and_cut_so_at_run_time(tmp_path: Path, genki: Path):
+    """--crop-centre reaches the card, and every front end's pipeline cuts faces as the card says: a turned face's
+    crop follows its eyes, nose and mouth rather than its box."""
+    from realtime.api import ExpressionDetector
+    from realtime.detector import largest_face
+
+    data = link_subset(genki, tmp_path / "data", GENKI_CLASSES, 12)
+    run = tmp_path / "run"
+    result = run_cli("train.py", "--data", str(data), "--classes", *GENKI_CLASSES, "--epochs", "1",
+                     "--crop-centre", "inner-face", "--face-cache", str(tmp_path / "cache"), "--run-dir", str(run))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "crop framing (inner-face centred)" in result.stdout
+    card = ModelCard.load(run / "smile_non_smile.json")
+    assert card.framing == CropFraming(centre="inner-face")
+    assert card.training_data["face_finding"]["crop_centre"] == "inner-face"
+    turned = read_image(require(SHARED / "data" / "kdef" / "train" / "happy" / "AF01HAHL.jpg"))
+    with ExpressionDetector(run / "smile_non_smile.tflite") as detector:
+        pipeline = detector.pipeline(still_images=True)
+        face = largest_face(pipeline.detector.detect(turned))
+        batch = pipeline.preprocess(turned, [face])
+    spec = card.input
+    assert np.array_equal(batch[0], face_to_input(crop_face(turned, face, CropFraming(centre="inner-face")), spec))
+    assert not np.array_equal(batch[0], face_to_input(crop_face(turned, face, CropFraming()), spec))
 
 
 def test_an_interrupted_fine_tuning_run_resumes_across_the_unfreezing(tmp_path: Path, genki: Path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -120,3 +122,61 @@ def test_the_detector_reports_eyes_nose_and_mouth_in_place(media, photo):
     eye_xs = sorted((face.right_eye[0], face.left_eye[0]))
     assert eye_xs[0] < face.nose[0] < eye_xs[1]
     assert max(face.right_eye[1], face.left_eye[1]) < face.nose[1] < face.mouth[1]
+    # On a frontal face the inner-face centre is near the box centre (KDEF's straight faces spread over about
+    # 0.1 box sides, scripts/kdef_keypoints.py; half profiles lie 0.25-0.35 off): both framings cut nearly alike.
+    centre = preprocess.inner_face_centre(points, max(w, h), 0.0)
+    assert np.hypot(centre[0] - (x + w / 2), centre[1] - (y + h / 2)) < 0.1 * max(w, h)
+
+
+def _coordinate_frame(side: int = 400) -> np.ndarray:
+    """A BGR frame whose blue channel is x / 2 and green channel y / 2: a crop's pixels say where they came from."""
+    ys, xs = np.mgrid[0:side, 0:side]
+    return np.dstack([xs // 2, ys // 2, np.zeros_like(xs)]).astype(np.uint8)
+
+
+# A face turned to its right: the box runs back to the ear, the eyes, nose and mouth sit left of its centre.
+TURNED_BOX = (100, 100, 100, 100)
+TURNED_POINTS = {"eye_a": (110.0, 140.0), "eye_b": (140.0, 140.0), "nose": (105.0, 165.0), "mouth": (120.0, 180.0)}
+
+
+def test_an_inner_face_crop_is_centred_on_the_eyes_nose_and_mouth():
+    frame = _coordinate_frame()
+    framing = CropFraming(scale=1.0, shift_y=0.0, centre="inner-face")
+    eyes = (TURNED_POINTS["eye_a"], TURNED_POINTS["eye_b"])
+    crop = crop_aligned_face(frame, TURNED_BOX, *eyes, framing, nose=TURNED_POINTS["nose"],
+                             mouth=TURNED_POINTS["mouth"])
+    boxed = crop_aligned_face(frame, TURNED_BOX, *eyes, CropFraming(scale=1.0, shift_y=0.0))
+    mean_x, mean_y = np.mean(list(TURNED_POINTS.values()), axis=0)
+    expected_y = mean_y + preprocess.INNER_FACE_ABOVE_BOX_CENTRE * 100
+    assert abs(crop[50, 50, 0] * 2 - mean_x) <= 2 and abs(crop[50, 50, 1] * 2 - expected_y) <= 2
+    assert abs(boxed[50, 50, 0] * 2 - 150) <= 2 and abs(boxed[50, 50, 1] * 2 - 150) <= 2
+
+
+def test_an_inner_face_crop_without_all_four_keypoints_is_centred_on_the_box():
+    frame = _coordinate_frame()
+    eyes = (TURNED_POINTS["eye_a"], TURNED_POINTS["eye_b"])
+    boxed = crop_aligned_face(frame, TURNED_BOX, *eyes, CropFraming())
+    for nose, mouth in ((None, TURNED_POINTS["mouth"]), (TURNED_POINTS["nose"], None)):
+        crop = crop_aligned_face(frame, TURNED_BOX, *eyes, CropFraming(centre="inner-face"), nose=nose, mouth=mouth)
+        assert np.array_equal(crop, boxed)
+    # The box framing ignores the nose and mouth.
+    assert np.array_equal(boxed, crop_aligned_face(frame, TURNED_BOX, *eyes, CropFraming(),
+                                                   nose=TURNED_POINTS["nose"], mouth=TURNED_POINTS["mouth"]))
+
+
+def test_an_unknown_crop_centre_is_refused(tmp_path):
+    from model.card import CardError, ModelCard
+
+    with pytest.raises(ValueError, match="crop centre 'eyes' is not one of box, inner-face"):
+        CropFraming(centre="eyes")
+    card = ModelCard(classes=["happy", "sad"], input=InputSpec(), framing=CropFraming(centre="inner-face"))
+    card.save(tmp_path / "m.json")
+    assert ModelCard.load(tmp_path / "m.json").framing == CropFraming(centre="inner-face")
+    raw = json.loads((tmp_path / "m.json").read_text())
+    del raw["framing"]
+    (tmp_path / "old.json").write_text(json.dumps(raw))
+    assert ModelCard.load(tmp_path / "old.json").framing == CropFraming()  # cards from before the field
+    raw["framing"] = {"centre": "eyes"}
+    (tmp_path / "bad.json").write_text(json.dumps(raw))
+    with pytest.raises(CardError, match="crop centre 'eyes'"):
+        ModelCard.load(tmp_path / "bad.json")
