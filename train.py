@@ -49,7 +49,7 @@ from model.faces import CropCache, FaceReport, PhotoFaces, check_enough_faces, d
 from model.errors import ExpressionDetectorError
 from model.images import read_image
 from model.metrics import summarize, summarize_folders
-from model.preprocess import CROP_CENTRES, CropFraming, InputSpec, face_to_input
+from model.preprocess import CROP_CENTRES, CropFraming, InputSpec, crop_face, face_to_input
 from model.run_state import RunError, TrainConfig
 from model.sources import DEFAULT_SOURCES, SHARED_DATA, SOURCES, DataSource
 from model.votes import EXPRESSIONS, load_votes, votes_path
@@ -703,7 +703,7 @@ def _evaluation_inputs(data_dir: Path, folders: list[str], spec: InputSpec, dete
     faces, folder_indices, no_face = [], [], [0] * len(folders)
     detector = None
     if detect:
-        from realtime.detector import FaceDetector, crop_face, largest_face
+        from realtime.detector import FaceDetector, largest_face
 
         detector = FaceDetector(model_range=detector_range, still_images=True)
     try:

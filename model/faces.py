@@ -3,7 +3,7 @@
 A photo of a person is not a face crop: squeezed whole into 48x48, its face is a few pixels wide.
 So each photo goes through the live detector (``realtime.detector.FaceDetector`` in IMAGE mode, as
 ``main.py`` runs stills, handed in by the caller: ``model/`` knows no camera), the live framing
-(``model.preprocess.crop_aligned_face`` with the run's ``CropFraming``) and, on loading, the live
+(``model.preprocess.crop_face`` with the run's ``CropFraming``) and, on loading, the live
 preprocessing (``model.preprocess.face_to_input``). There is no second copy of any of them here, so
 a face trained on and a face seen at run time are found, cut and normalized alike.
 
@@ -34,7 +34,7 @@ import numpy as np
 
 from model.data import DataError, FaceDataset, class_image_paths, load_class_folders
 from model.images import read_image
-from model.preprocess import CropFraming, InputSpec, crop_aligned_face, face_to_input
+from model.preprocess import CropFraming, DetectedFace, InputSpec, crop_face, face_to_input
 
 # Bump when what a cached crop holds changes (framing code, detector handling), so old crops are not reused.
 # 2: eyes levelled only where they are far enough apart (model.preprocess.MIN_EYE_SPAN); padded crops.
@@ -60,14 +60,8 @@ SKIP_REASONS = ("no face", "ambiguous")  # why a readable photo gives no face to
 MIN_FACES_PER_CLASS = 5
 
 
-class Detected(Protocol):
+class Detected(DetectedFace, Protocol):
     """What this module needs of one detected face (``realtime.types.Detection`` has it)."""
-
-    box: tuple[int, int, int, int]
-    right_eye: tuple[float, float] | None
-    left_eye: tuple[float, float] | None
-    nose: tuple[float, float] | None
-    mouth: tuple[float, float] | None
 
 
 class FaceFinder(Protocol):
@@ -262,8 +256,7 @@ class PhotoFaces:
         face, reason = pick_face(self._detector.detect(image))
         if face is None:
             return None, reason
-        return crop_aligned_face(image, face.box, face.right_eye, face.left_eye, self.framing,
-                                 nose=face.nose, mouth=face.mouth), None
+        return crop_face(image, face, self.framing), None
 
     def close(self) -> None:
         if self._detector is not None:

@@ -9,7 +9,7 @@ is what makes a live face look, to the network, like the faces it was trained on
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import cv2
 import numpy as np
@@ -225,3 +225,19 @@ def crop_aligned_face(
     return cv2.warpAffine(
         frame, matrix, (out_side, out_side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     )
+
+
+class DetectedFace(Protocol):
+    """What cutting a face out needs of a detection (``realtime.types.Detection`` has it): its box and keypoints."""
+
+    box: tuple[int, int, int, int]
+    right_eye: tuple[float, float] | None
+    left_eye: tuple[float, float] | None
+    nose: tuple[float, float] | None
+    mouth: tuple[float, float] | None
+
+
+def crop_face(frame: np.ndarray, face: DetectedFace, framing: CropFraming) -> np.ndarray:
+    """A detected face cut out of ``frame`` as ``framing`` says (the model's card's): the one call training's photo
+    faces (``model.faces``) and the live pipeline both make."""
+    return crop_aligned_face(frame, face.box, face.right_eye, face.left_eye, framing, nose=face.nose, mouth=face.mouth)

@@ -18,7 +18,6 @@ import cv2
 import numpy as np
 
 from model.errors import ExpressionDetectorError
-from model.preprocess import CropFraming, crop_aligned_face
 from realtime.detector_model import (
     PROXY_VARIABLES,
     DetectorModelError,
@@ -110,12 +109,6 @@ def _import_mediapipe():
     finally:
         sys.meta_path.remove(guard)
     return mediapipe, core, vision
-
-
-def crop_face(frame: np.ndarray, detection: Detection, framing: CropFraming) -> np.ndarray:
-    """The face cut out of ``frame`` as ``framing`` says: the one the model was trained with (its card's)."""
-    return crop_aligned_face(frame, detection.box, detection.right_eye, detection.left_eye, framing,
-                             nose=detection.nose, mouth=detection.mouth)
 
 
 def largest_face(detections: list[Detection]) -> Detection | None:

@@ -8,10 +8,10 @@ from typing import Callable, Iterable, Protocol
 
 import numpy as np
 
-from model.preprocess import faces_to_batch
+from model.preprocess import crop_face, faces_to_batch
 from realtime.annotator import Annotator
 from realtime.classifier import ExpressionClassifier
-from realtime.detector import FaceDetector, crop_face
+from realtime.detector import FaceDetector
 from realtime.native import signals_held
 from realtime.tracker import FaceTracker, untracked_faces
 from realtime.types import Detection, Face, Frame

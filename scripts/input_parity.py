@@ -29,9 +29,9 @@ sys.path.insert(0, str(REPO))
 
 from model.images import read_image  # noqa: E402
 from model.metrics import drawn_counts, roc_auc  # noqa: E402
-from model.preprocess import CropFraming, faces_to_batch  # noqa: E402
+from model.preprocess import CropFraming, crop_face, faces_to_batch  # noqa: E402
 from realtime.api import DEFAULT_MODEL, ExpressionDetector  # noqa: E402
-from realtime.detector import FaceDetector, crop_face, largest_face  # noqa: E402
+from realtime.detector import FaceDetector, largest_face  # noqa: E402
 from scripts import run_script  # noqa: E402
 from scripts.audience import CLIP, SCENES  # noqa: E402
 

@@ -19,9 +19,9 @@ import pytest
 from model.card import ModelCard
 from model.faces import CropCache, FaceReport, PhotoFaces, decide_faces, load_faces, pick_face
 from model.images import read_image
-from model.preprocess import CropFraming, InputSpec, face_to_input
+from model.preprocess import CropFraming, InputSpec, crop_face, face_to_input
 from realtime.annotator import UNCERTAIN_COLOUR, class_colour
-from realtime.detector import FaceDetector, crop_face
+from realtime.detector import FaceDetector
 from realtime.types import Detection
 from tests.conftest import REPO, SHARED, kill_after_first_epoch, link_subset, require, run_cli
 
@@ -262,6 +262,13 @@ def test_a_model_trained_on_inner_face_crops_is_carded_and_cut_so_at_run_time(tm
     card = ModelCard.load(run / "smile_non_smile.json")
     assert card.framing == CropFraming(centre="inner-face")
     assert card.training_data["face_finding"]["crop_centre"] == "inner-face"
+    # The faces it trained on were cut so: the cache holds each photo's inner-face crop, and no box-centred one.
+    photo = sorted((data / "smile").iterdir())[0]
+    inner, boxed = (CropCache(tmp_path / "cache", CropFraming(centre=centre), "auto") for centre in ("inner-face", "box"))
+    with FaceDetector(model_range="auto", still_images=True) as finder:
+        expected = crop_face(read_image(photo), pick_face(finder.detect(read_image(photo)))[0],
+                             CropFraming(centre="inner-face"))
+    assert np.array_equal(inner.load(inner.key(photo))[0], expected) and boxed.load(boxed.key(photo)) is None
     turned = read_image(require(SHARED / "data" / "kdef" / "train" / "happy" / "AF01HAHL.jpg"))
     with ExpressionDetector(run / "smile_non_smile.tflite") as detector:
         pipeline = detector.pipeline(still_images=True)

@@ -7,7 +7,9 @@ import json
 import numpy as np
 import pytest
 
+import model.faces
 import realtime.detector
+import realtime.pipeline
 import train
 from model import preprocess
 from model.preprocess import CropFraming, InputSpec, crop_aligned_face, face_to_input, faces_to_batch
@@ -51,7 +53,9 @@ def test_batch_stacks_faces_in_order():
 
 def test_training_and_live_paths_share_the_same_functions():
     assert train.face_to_input is preprocess.face_to_input
-    assert realtime.detector.crop_aligned_face is preprocess.crop_aligned_face
+    # One function cuts a detected face out, for training's photos and for the live pipeline alike.
+    assert realtime.pipeline.crop_face is preprocess.crop_face
+    assert model.faces.crop_face is preprocess.crop_face and train.crop_face is preprocess.crop_face
 
 
 def _frame_with_tilted_eyes(angle_degrees: float) -> tuple[np.ndarray, tuple, tuple]:
