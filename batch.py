@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -40,7 +39,7 @@ from realtime.batch_jobs import (
 )
 from realtime.detector import DETECTOR_RANGES
 from realtime.native import quiet_ffmpeg_decoder
-from realtime.pipeline import Terminated
+from realtime.pipeline import Terminated, terminate_on_sigterm
 from realtime.tracker import TrackerSettings
 
 INTERRUPTED_MESSAGE = "interrupted; finished outputs are complete and none is half-written: rerun to process the rest"
@@ -133,10 +132,6 @@ def _videos(count: int) -> str:
     return f"{count} video" if count == 1 else f"{count} videos"
 
 
-def _raise_terminated(signum, frame) -> None:
-    raise Terminated()
-
-
 def run(args: argparse.Namespace) -> int:
     detector = DetectorOptions(model_option(args.model), args.detector, args.smoothing, args.min_confidence,
                                show_stats=args.output_stats, show_ids=args.show_ids, sample_fps=args.sample_fps)
@@ -158,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet_ffmpeg_decoder()  # before Ray starts: its local workers inherit this process's environment
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    terminate_on_sigterm()
     try:
         return run(args)
     except ExpressionDetectorError as error:

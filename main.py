@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from realtime.annotator import Annotator
 from realtime.api import ExpressionDetector
 from realtime.detector import DETECTOR_RANGES
 from realtime.native import quiet_ffmpeg_decoder, show_native_output
-from realtime.pipeline import RunOutcome, Sink, Terminated
+from realtime.pipeline import RunOutcome, Sink, Terminated, terminate_on_sigterm
 from realtime.sinks import (
     JsonlSink,
     OutputError,
@@ -230,15 +229,11 @@ def _report(args: argparse.Namespace, source, outcome: RunOutcome) -> int:
     return outcome.status
 
 
-def _raise_terminated(signum, frame) -> None:
-    raise Terminated()
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.no_display = args.no_display or args.json  # a scripting mode, as predict.py --image was
     _configure_logging(args.verbose)
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    terminate_on_sigterm()
     try:
         return run_detector(args)
     except ExpressionDetectorError as error:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Protocol
@@ -153,6 +154,16 @@ def run(frames: Iterable[Frame], pipeline: ExpressionPipeline, sinks: list[Sink]
 
 class Terminated(Exception):
     """SIGTERM turned into an exception by a front end, so outputs are finalized exactly as on Ctrl-C."""
+
+
+def terminate_on_sigterm() -> None:
+    """For a front end's ``main`` (it owns its process): SIGTERM, as a service manager or ``kill`` sends, raises
+    ``Terminated`` in the main thread, so the run stops and finalizes its outputs exactly as on Ctrl-C."""
+    signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
 
 
 @dataclass

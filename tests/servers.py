@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -12,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 from tests.conftest import REPO
+from tests.test_privacy import ADDRESS
 
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback, whatever proxy is set
 
@@ -68,3 +70,21 @@ class ServerProcess:
             os.kill(self.pid, signum)
         status = self.process.wait(timeout=60)
         return status, self.stderr_path.read_text()
+
+
+def assert_stayed_local(server: ServerProcess, trace: str, started: int) -> None:
+    """Under strace: the server contacted no host but loopback, and after start-up (``trace[started:]``) it
+    opened no file for writing and left nothing in its TMPDIR."""
+    addresses = {a or b for a, b in ADDRESS.findall(trace)}
+    assert addresses <= {"127.0.0.1", "::1"}, f"contacted {sorted(addresses)}"
+    written = _written_files(trace[started:])
+    assert not written, f"wrote {sorted(written)} while serving"
+    assert not any(server.temp_dir.iterdir()), "files were left in the server's TMPDIR"
+
+
+def _written_files(trace: str) -> set[str]:
+    """Files the traced process opened for writing or creating, less the interpreter's bytecode cache."""
+    opened = re.findall(r'open(?:at)?\((?:AT_FDCWD, )?"([^"]+)", ([A-Z_|]+)', trace)
+    return {path for path, flags in opened
+            if re.search(r"O_WRONLY|O_RDWR|O_CREAT", flags) and not path.startswith(("/dev/", "/proc/", "/sys/"))
+            and "__pycache__" not in path}

@@ -28,8 +28,7 @@ from realtime.api import ExpressionDetector
 from realtime.detector_model import ensure_detector_model
 from realtime.web.photos import MAX_UPLOAD_MB, fit_for_page
 from tests.conftest import REPO, require_tool
-from tests.servers import ServerProcess
-from tests.test_privacy import ADDRESS
+from tests.servers import ServerProcess, assert_stayed_local
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -391,14 +390,6 @@ def test_a_refused_camera_says_so_and_the_server_keeps_serving(browser, server: 
         context.close()
 
 
-def _written_files(trace: str) -> set[str]:
-    """Files the traced process opened for writing or creating, less the interpreter's bytecode cache."""
-    opened = re.findall(r'open(?:at)?\((?:AT_FDCWD, )?"([^"]+)", ([A-Z_|]+)', trace)
-    return {path for path, flags in opened
-            if re.search(r"O_WRONLY|O_RDWR|O_CREAT", flags) and not path.startswith(("/dev/", "/proc/", "/sys/"))
-            and "__pycache__" not in path}
-
-
 def test_serving_a_page_and_a_prediction_contacts_only_loopback_and_keeps_no_upload(browser, media: Path,
                                                                                     tmp_path: Path):
     strace = shutil.which("strace")
@@ -426,12 +417,7 @@ def test_serving_a_page_and_a_prediction_contacts_only_loopback_and_keeps_no_upl
         context.close()
     status, stderr = traced.stop()
     assert status == 0 and "Traceback" not in stderr, stderr[-3000:]
-    trace = trace_path.read_text()
-    addresses = {a or b for a, b in ADDRESS.findall(trace)}
-    assert addresses <= {"127.0.0.1", "::1"}, f"contacted {sorted(addresses)}"
-    serving = trace[started:]
-    assert not _written_files(serving), f"wrote {sorted(_written_files(serving))} while serving"
-    assert not any(traced.temp_dir.iterdir()), "files were left in the server's TMPDIR"
+    assert_stayed_local(traced, trace_path.read_text(), started)
 
 
 def test_start_up_errors_are_one_sentence(tmp_path: Path):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from model.errors import ExpressionDetectorError
 from realtime.api import DEFAULT_MODEL
 from realtime.detector import DETECTOR_RANGES
 from realtime.native import show_native_output
-from realtime.pipeline import Terminated
+from realtime.pipeline import Terminated, terminate_on_sigterm
 from realtime.web.server import add_host_option, check_port, page_address, port_number
 
 # Measured on 2 cores (scripts/bench_serve.py --workers N, 16 clients): obama.jpg 56.1 requests/s with 1 worker,
@@ -89,14 +88,10 @@ def _serve(args: argparse.Namespace) -> None:
         uvicorn.Server(config).run()
 
 
-def _raise_terminated(signum, frame) -> None:
-    raise Terminated()
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(args.verbose)
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    terminate_on_sigterm()
     try:
         _serve(args)
     except ExpressionDetectorError as error:
