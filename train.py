@@ -60,8 +60,8 @@ DEFAULT_CLASSES = ["happy", "sad", "neutral"]
 DEFAULT_INIT = REPO / "model" / "happy_sad_neutral.keras"
 FACE_CACHE = REPO / "runs" / "face_cache"
 SMALL_DATA = 8000  # fewer training faces than this get the schedule for small data
-# Gray face sides the network can be trained at, multiples of 16 (its four poolings) but 56; larger costs
-# (side / 48)^2 more a face: 80 pixels about 0.4 ms a face run once, within the 1 ms budget.
+# Gray face sides the network can be trained at: multiples of 16 (its four poolings) but 56. A face costs about
+# (side / 48)^2 as much as at 48; at 80 pixels 0.85 ms a face run once on an AMD EPYC here (README), near the 1 ms budget.
 INPUT_SIZES = (48, 56, 64, 80)
 # --width: from 8-8-16-32 channels to four times the shipped ones, whose per-face cost (about 16x) is already far
 # past the 1 ms budget; beyond that a network only fills memory.

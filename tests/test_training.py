@@ -63,6 +63,22 @@ def test_a_larger_input_and_a_wider_network_are_trained_carded_and_cut_so_at_run
         assert refused.returncode == 2 and option[0] in refused.stderr and "Traceback" not in refused.stderr
 
 
+def test_every_trainable_input_size_builds_the_network_the_readme_describes():
+    """Each --input-size choice ends on a (side // 16)-square map of 128 channels; 64 pixels cost the shipped card's
+    FLOPs and 80 pixels the 166 MFLOP the README gives (eight outputs, one per FER+ expression)."""
+    from model.network import build_network, count_flops
+    from model.preprocess import InputSpec
+    from train import INPUT_SIZES
+
+    assert INPUT_SIZES == (48, 56, 64, 80)
+    for side in INPUT_SIZES:
+        network = build_network(8, InputSpec(size=side))
+        assert network.get_layer("flatten").output.shape[-1] == (side // 16) ** 2 * 128
+    shipped = ModelCard.load(REPO / "model" / "happy_sad_neutral.json")
+    assert count_flops(build_network(8, InputSpec(size=64))) == shipped.flops_per_face
+    assert count_flops(build_network(8, InputSpec(size=80))) == 165_687_296
+
+
 def test_an_interrupted_run_resumes_where_it_stopped(tmp_path: Path, fer_train: Path):
     data = link_subset(fer_train, tmp_path / "data", ["happy", "sad"], 100)
     run_dir = tmp_path / "run"
