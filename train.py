@@ -29,7 +29,8 @@ from typing import Callable
 import numpy as np
 
 from model.card import DEFAULT_MODEL, ModelCard, card_path_for
-from model.cli_types import float_between, fraction, non_negative_float, non_negative_int, positive_float, positive_int
+from model.cli_types import (float_between, fraction, name_and_weight, non_negative_float, non_negative_int,
+                             positive_float, positive_int)
 from model.data import (
     DataError,
     FaceDataset,
@@ -94,6 +95,9 @@ def _train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", type=Path, default=None,
                         help="one dataset instead: DIR/train/<class> with DIR/val/<class> (or DIR/test/<class>), or "
                              "DIR/<class> to split")
+    parser.add_argument("--source-weights", nargs="+", type=name_and_weight, default=[], metavar="NAME=W",
+                        help="count each face of source NAME W times in the loss, e.g. rafdb=2 (before the class "
+                             "balance, which counts the weights; default: 1 each)")
     parser.add_argument("--class-balance", type=non_negative_float, default=None, metavar="POWER",
                         help="weigh each face by (mean class size / its class size) ** POWER, the expressions the "
                              f"model does not draw counted as one class (default: {SOURCES_CLASS_BALANCE} with "
@@ -340,10 +344,12 @@ def _load_sources(config, report: FaceReport, card: dict) -> tuple[FaceDataset, 
         source, source_report = SOURCES[name], FaceReport()
         train_part, val_part = _load_source(config, source, source_report)
         check_enough_faces(source_report, config.classes, source.root(Path(config.data)))
+        weight = config.source_weights.get(name, 1.0)
+        train_part = dataclasses.replace(train_part, weights=np.full(len(train_part), weight, np.float32))
         print(f"{name}: {len(train_part)} training faces {train_part.class_counts()}, {len(val_part)} val faces "
               f"{val_part.class_counts()}", flush=True)
         card[name] = {"path": os.path.relpath(source.root(Path(config.data)), REPO), "terms": source.terms,
-                      "labels": source.labels, "face_finding": source.faces, "pad": source.pad,
+                      "labels": source.labels, "face_finding": source.faces, "pad": source.pad, "loss_weight": weight,
                       "train_images": train_part.class_counts(), "val_images": val_part.class_counts(),
                       **source_report.summary()}
         report.add(source_report)
@@ -595,6 +601,11 @@ def _new_config(args: argparse.Namespace, argv: list[str]) -> TrainConfig:
     if missing:
         raise UsageError(f"{', '.join(missing)} not found under {data} (each dataset lives in DIR/<name>/; "
                          f"--sources picks which, --sources-root names DIR)")
+    source_weights = dict(args.source_weights)
+    unknown = [name for name in source_weights if name not in sources]
+    if unknown:
+        raise UsageError(f"--source-weights names {', '.join(unknown)}, not among the sources trained on "
+                         f"({', '.join(sources) or 'none: --data names one dataset'})")
     if sources:
         classes = args.classes or list(DEFAULT_CLASSES)
         labels = "votes" if args.labels == "auto" else args.labels
@@ -628,7 +639,7 @@ def _new_config(args: argparse.Namespace, argv: list[str]) -> TrainConfig:
         framing = dataclasses.replace(framing, centre=args.crop_centre)
     return TrainConfig(
         classes=classes, aux_classes=aux_classes, other_class=other_class, data=str(data), seed=args.seed,
-        sources=sources, class_balance=balance,
+        sources=sources, class_balance=balance, source_weights=source_weights,
         limit_per_class=args.limit_per_class, labels=labels, faces=args.faces, detector=args.detector,
         face_cache=str(args.face_cache), init=None if init is None else str(init), input=spec, framing=framing,
         width=args.width or 1.0,

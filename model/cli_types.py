@@ -48,3 +48,11 @@ def fraction(text: str) -> float:
     if not 0.0 < value < 1.0:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {text}")
     return value
+
+
+def name_and_weight(text: str) -> tuple[str, float]:
+    """``NAME=W`` with W more than 0, e.g. ``rafdb=2``."""
+    name, sep, number = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"must be NAME=WEIGHT (e.g. rafdb=2), not {text}")
+    return name, positive_float(number)

@@ -31,6 +31,8 @@ class FaceDataset:
     paths: list[Path]
     n_unreadable: int = 0
     targets: np.ndarray | None = None  # (N, K) soft targets (crowd votes); None means one-hot labels
+    # (N,) how much each face counts in the loss before class balance (its source's weight); None means 1 each
+    weights: np.ndarray | None = None
 
     def target_matrix(self, num_outputs: int) -> np.ndarray:
         """What the loss is fitted to: the soft targets when there are any, else the labels one-hot."""
@@ -48,6 +50,7 @@ class FaceDataset:
         return FaceDataset(
             self.images[indices], self.labels[indices], self.classes, [self.paths[i] for i in indices], 0,
             None if self.targets is None else self.targets[indices],
+            None if self.weights is None else self.weights[indices],
         )
 
 
@@ -233,10 +236,14 @@ def concatenate(datasets: Sequence[FaceDataset]) -> FaceDataset:
     targets = None
     if all(part.targets is not None for part in datasets):
         targets = np.concatenate([part.targets for part in datasets])
+    weights = None
+    if any(part.weights is not None for part in datasets):
+        weights = np.concatenate([np.ones(len(part), np.float32) if part.weights is None else part.weights
+                                  for part in datasets])
     return FaceDataset(np.concatenate([part.images for part in datasets]),
                        np.concatenate([part.labels for part in datasets]), classes,
                        [path for part in datasets for path in part.paths],
-                       sum(part.n_unreadable for part in datasets), targets)
+                       sum(part.n_unreadable for part in datasets), targets, weights)
 
 
 def one_hot_targets(dataset: FaceDataset, outputs: Sequence[str]) -> FaceDataset:
@@ -269,21 +276,25 @@ def folder_labels_as(dataset: FaceDataset, classes: Sequence[str], other_class: 
     return kept
 
 
-def balance_weights(targets: np.ndarray, drawn: int, power: float) -> np.ndarray:
+def balance_weights(targets: np.ndarray, drawn: int, power: float, prior: np.ndarray | None = None) -> np.ndarray:
     """Per-face loss weights that even out the drawn classes (and all other expressions as one group).
 
-    A face weighs ``(mean group size / its group's size) ** power``, spread over its soft target: with
-    ``power`` 1 every group weighs the same in the loss, with 0 every face does. The first ``drawn``
-    columns are groups of their own; the rest (auxiliary expressions, exported as one ``other``) are one
-    group, since the model is judged on what it draws. Weights average 1, so the learning rate keeps its
-    meaning.
+    A face weighs ``prior * (mean group size / its group's size) ** power``, spread over its soft target:
+    with ``power`` 1 every group weighs the same in the loss, with 0 every face weighs its prior. The first
+    ``drawn`` columns are groups of their own; the rest (auxiliary expressions, exported as one ``other``)
+    are one group, since the model is judged on what it draws. ``prior`` (a face's source weight; None: 1
+    each) counts in the group sizes too, so that weighing a source up does not undo the class balance.
+    Weights average 1, so the learning rate keeps its meaning.
     """
-    if power == 0 or len(targets) == 0:
-        return np.ones(len(targets), dtype=np.float32)
+    prior = np.ones(len(targets), dtype=np.float32) if prior is None else prior.astype(np.float32)
+    if len(targets) == 0:
+        return prior
+    if power == 0:
+        return (prior / prior.mean()).astype(np.float32)
     grouped = np.concatenate([targets[:, :drawn], targets[:, drawn:].sum(axis=1, keepdims=True)], axis=1)
-    sizes = grouped.sum(axis=0)
+    sizes = (grouped * prior[:, None]).sum(axis=0)
     present = sizes > 0
     group_weight = np.zeros_like(sizes)
     group_weight[present] = (sizes[present].mean() / sizes[present]) ** power
-    weights = grouped @ group_weight
+    weights = prior * (grouped @ group_weight)
     return (weights / weights.mean()).astype(np.float32)

@@ -51,6 +51,8 @@ class TrainConfig:
     # The shared datasets trained on together (model.sources), under ``data``; empty: ``data`` is one dataset.
     sources: list[str] = field(default_factory=list)
     class_balance: float = 0.0  # power of the per-class loss weights (model.data.balance_weights); 0: none
+    # Each source's faces count this many times in the loss (before class balance); a source not named: 1.
+    source_weights: dict[str, float] = field(default_factory=dict)
 
     @property
     def exported_classes(self) -> list[str]:

@@ -175,7 +175,7 @@ def _epoch_dataset(train_set: FaceDataset, config: TrainConfig, epoch: int,
     keras.utils.set_random_seed(config.seed + epoch)
     order = np.random.default_rng(config.seed + epoch).permutation(len(train_set))
     targets = train_set.target_matrix(len(config.classes) + len(config.aux_classes))
-    weights = balance_weights(targets, len(config.classes), config.class_balance)
+    weights = balance_weights(targets, len(config.classes), config.class_balance, train_set.weights)
     return (
         tf.data.Dataset.from_tensor_slices((train_set.images[order], targets[order], weights[order]))
         .batch(config.batch_size, drop_remainder=True)

@@ -90,3 +90,31 @@ def test_balance_weights_even_out_the_drawn_classes_and_the_rest_as_one():
     assert half[0] < half[6] < full[6]  # a sad face counts more than a happy one, less than with power 1
     soft = balance_weights(np.array([[0.5, 0.5, 0, 0, 0], [1, 0, 0, 0, 0], [0, 1, 0, 0, 0]], np.float32), 3, 1.0)
     assert np.isclose(soft[0], (soft[1] + soft[2]) / 2)  # a soft target is weighed by its shares
+
+
+def test_a_source_weight_scales_its_faces_and_the_class_balance_counts_it():
+    from model.data import balance_weights
+
+    # Happy: 4 faces of a source weighed 1 and 2 of a source weighed 2; sad: 2 faces weighed 1.
+    targets = np.eye(3, dtype=np.float32)[[0] * 6 + [1] * 2]
+    prior = np.array([1, 1, 1, 1, 2, 2, 1, 1], np.float32)
+    weights = balance_weights(targets, 3, 1.0, prior)
+    assert np.isclose(weights[4], 2 * weights[0])  # the weighed source's face counts twice
+    assert np.isclose(weights[:6].sum(), weights[6:].sum())  # the classes still weigh the same, weights counted
+    assert np.isclose(weights.mean(), 1.0)
+    unbalanced = balance_weights(targets, 3, 0.0, prior)
+    assert np.allclose(unbalanced / unbalanced[0], prior) and np.isclose(unbalanced.mean(), 1.0)
+
+
+def test_concatenated_and_subset_faces_keep_their_source_weights():
+    from model.data import FaceDataset, concatenate
+
+    def part(count: int, weight: float | None) -> FaceDataset:
+        return FaceDataset(np.zeros((count, 4, 4, 1), np.float32), np.zeros(count, np.int64), ("happy",),
+                           [Path(f"{weight}-{i}.png") for i in range(count)], 0, None,
+                           None if weight is None else np.full(count, weight, np.float32))
+
+    joined = concatenate([part(2, None), part(3, 2.0)])
+    assert joined.weights.tolist() == [1.0, 1.0, 2.0, 2.0, 2.0]  # a part without weights weighs 1
+    assert joined.subset(np.array([4, 0])).weights.tolist() == [2.0, 1.0]
+    assert concatenate([part(2, None), part(1, None)]).weights is None

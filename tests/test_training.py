@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from model.card import ModelCard
 from realtime.classifier import ExpressionClassifier
@@ -298,7 +299,7 @@ def test_training_on_the_shared_sources_records_each_in_the_card(tmp_path: Path)
     root = _tiny_shared_data(tmp_path / "shared", 12)
     result = run_cli("train.py", "--sources", "fer2013", "rafdb", "kdef", "--sources-root", str(root),
                      "--epochs", "1", "--batch-size", "32", "--run-dir", str(tmp_path / "run"),
-                     "--face-cache", str(tmp_path / "cache"))
+                     "--face-cache", str(tmp_path / "cache"), "--source-weights", "rafdb=2")
     assert result.returncode == 0, result.stderr[-3000:]
     for noise in ("cuInit", "Epoch 1/1", "ms/step", "oneDNN", "UserWarning", "retracing"):
         assert noise not in result.stderr + result.stdout, f"{noise!r} printed:\n{result.stderr[-3000:]}"
@@ -306,6 +307,7 @@ def test_training_on_the_shared_sources_records_each_in_the_card(tmp_path: Path)
     data = card.training_data
     assert list(data["sources"]) == ["fer2013", "rafdb", "kdef"]
     assert data["class_balance"] == 1.0
+    assert [data["sources"][name]["loss_weight"] for name in ("fer2013", "rafdb", "kdef")] == [1.0, 2.0, 1.0]
     assert card.input.size == 64 and card.mirror_averaging is False  # the shipped recipe's input
     assert "non-commercial research" in data["sources"]["rafdb"]["terms"]
     assert "non-commercial research" in data["sources"]["kdef"]["terms"]
@@ -318,6 +320,21 @@ def test_training_on_the_shared_sources_records_each_in_the_card(tmp_path: Path)
         assert data["sources"][name]["val_images"]["other"] > 0  # surprise / fear folders, merged
     assert sum(data["sources"]["fer2013"]["train_images"].values()) > 0
     assert card.classes == ["happy", "sad", "neutral", "other"]
+
+
+@pytest.mark.parametrize("weights, message", [
+    (["ckplus=2"], "--source-weights names ckplus, not among the sources trained on (rafdb)"),
+    (["rafdb=0"], "must be more than 0, not 0"),
+    (["rafdb"], "must be NAME=WEIGHT (e.g. rafdb=2), not rafdb"),
+])
+def test_a_source_weight_that_cannot_apply_is_refused_in_one_sentence(tmp_path: Path, weights: list[str],
+                                                                        message: str):
+    root = _tiny_shared_data(tmp_path / "shared", 1)
+    result = run_cli("train.py", "--sources", "rafdb", "--sources-root", str(root), "--source-weights", *weights,
+                     "--run-dir", str(tmp_path / "run"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert message in result.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "run").exists()
 
 
 def test_data_and_sources_together_are_refused(tmp_path: Path):
