@@ -602,6 +602,8 @@ def _new_config(args: argparse.Namespace, argv: list[str]) -> TrainConfig:
         raise UsageError(f"{', '.join(missing)} not found under {data} (each dataset lives in DIR/<name>/; "
                          f"--sources picks which, --sources-root names DIR)")
     source_weights = dict(args.source_weights)
+    if len(source_weights) < len(args.source_weights):
+        raise UsageError("--source-weights names a source twice; give each one weight")
     unknown = [name for name in source_weights if name not in sources]
     if unknown:
         raise UsageError(f"--source-weights names {', '.join(unknown)}, not among the sources trained on "

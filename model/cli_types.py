@@ -53,6 +53,10 @@ def fraction(text: str) -> float:
 def name_and_weight(text: str) -> tuple[str, float]:
     """``NAME=W`` with W more than 0, e.g. ``rafdb=2``."""
     name, sep, number = text.partition("=")
-    if not sep or not name:
+    try:
+        weight = float(number)
+    except ValueError:
+        weight = None
+    if not sep or not name or weight is None:
         raise argparse.ArgumentTypeError(f"must be NAME=WEIGHT (e.g. rafdb=2), not {text}")
     return name, positive_float(number)

@@ -170,12 +170,18 @@ def _augmented_batch(images: tf.Tensor, targets: tf.Tensor, spec: InputSpec,
     return augmented, (with_teacher_logits(augmented, targets, teachers) if teachers else targets)
 
 
+def face_loss_weights(train_set: FaceDataset, config: TrainConfig) -> np.ndarray:
+    """Each training face's weight in the loss: its source's weight, times its class balance."""
+    targets = train_set.target_matrix(len(config.classes) + len(config.aux_classes))
+    return balance_weights(targets, len(config.classes), config.class_balance, train_set.weights)
+
+
 def _epoch_dataset(train_set: FaceDataset, config: TrainConfig, epoch: int,
                    teachers: list[keras.Model]) -> tf.data.Dataset:
     keras.utils.set_random_seed(config.seed + epoch)
     order = np.random.default_rng(config.seed + epoch).permutation(len(train_set))
     targets = train_set.target_matrix(len(config.classes) + len(config.aux_classes))
-    weights = balance_weights(targets, len(config.classes), config.class_balance, train_set.weights)
+    weights = face_loss_weights(train_set, config)
     return (
         tf.data.Dataset.from_tensor_slices((train_set.images[order], targets[order], weights[order]))
         .batch(config.batch_size, drop_remainder=True)

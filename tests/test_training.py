@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -326,6 +327,8 @@ def test_training_on_the_shared_sources_records_each_in_the_card(tmp_path: Path)
     (["ckplus=2"], "--source-weights names ckplus, not among the sources trained on (rafdb)"),
     (["rafdb=0"], "must be more than 0, not 0"),
     (["rafdb"], "must be NAME=WEIGHT (e.g. rafdb=2), not rafdb"),
+    (["rafdb=two"], "must be NAME=WEIGHT (e.g. rafdb=2), not rafdb=two"),
+    (["rafdb=2", "rafdb=3"], "--source-weights names a source twice; give each one weight"),
 ])
 def test_a_source_weight_that_cannot_apply_is_refused_in_one_sentence(tmp_path: Path, weights: list[str],
                                                                         message: str):
@@ -335,6 +338,26 @@ def test_a_source_weight_that_cannot_apply_is_refused_in_one_sentence(tmp_path: 
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert message in result.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "run").exists()
+
+
+def test_the_faces_of_a_weighed_source_count_that_many_times_in_the_training_loss(tmp_path: Path):
+    """What reaches the loss: the same faces of two sources, one weighed 2, weigh twice as much there."""
+    from model.data import concatenate
+    from model.run_state import TrainConfig
+    from model.training import face_loss_weights
+
+    from model.preprocess import InputSpec
+
+    classes = ["happy", "sad", "neutral"]
+    faces = load_class_folders(link_subset(require(FER.parent / "rafdb" / "train"), tmp_path / "rafdb", classes, 6),
+                               classes, InputSpec(size=64))
+    config = TrainConfig(classes=classes, data=str(tmp_path), class_balance=1.0)
+    for weighed in (faces, concatenate([faces, faces])):
+        plain = face_loss_weights(weighed, config)
+        assert np.allclose(plain, plain[0])  # six of each class, no source weight: every face alike
+    parts = [dataclasses.replace(faces, weights=np.full(len(faces), weight, np.float32)) for weight in (1.0, 2.0)]
+    weights = face_loss_weights(concatenate(parts), config)
+    assert np.allclose(weights[len(faces):], 2 * weights[:len(faces)]) and np.isclose(weights.mean(), 1.0)
 
 
 def test_data_and_sources_together_are_refused(tmp_path: Path):
