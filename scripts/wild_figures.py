@@ -48,12 +48,13 @@ KDEF_ANGLE = re.compile(r"^[AB][FM]\d\d[A-Z]{2}(S|HL|HR|FL|FR)$")
 ANGLE_GROUPS = {"straight": ("S",), "half profile": ("HL", "HR"), "full profile": ("FL", "FR")}
 
 
-def _faces(root: Path, pad: float, whole_when_missed: bool, spec: InputSpec, framing: CropFraming,
-           ) -> tuple[list, list[str], list[Path], int]:
-    """Each image's face, cut as training cuts it for the model (the live detector behind the shared crop cache)."""
+def face_crops(root: Path, pad: float, whole_when_missed: bool, framing: CropFraming,
+               ) -> tuple[list[np.ndarray], list[str], list[Path], int]:
+    """Each image's face, cut as training cuts it (the live detector behind the shared crop cache), with its
+    folder and path, and how many images had no face (classified whole if ``whole_when_missed``)."""
     photos = PhotoFaces(CropCache(FACE_CACHE, framing, "auto", pad), framing,
                         lambda: FaceDetector(model_range="auto", still_images=True), pad)
-    report, faces, folders, paths, missed = FaceReport(), [], [], [], 0
+    report, crops, folders, paths, missed = FaceReport(), [], [], [], 0
     try:
         for path, index in class_image_paths(root, FOLDERS):
             crop, _ = photos.face(path, report)
@@ -62,12 +63,19 @@ def _faces(root: Path, pad: float, whole_when_missed: bool, spec: InputSpec, fra
                 crop = read_image(path) if whole_when_missed else None
                 if crop is None:
                     continue
-            faces.append(face_to_input(crop, spec))
+            crops.append(crop)
             folders.append(FOLDERS[index])
             paths.append(path)
     finally:
         photos.close()
-    return faces, folders, paths, missed
+    return crops, folders, paths, missed
+
+
+def _faces(root: Path, pad: float, whole_when_missed: bool, spec: InputSpec, framing: CropFraming,
+           ) -> tuple[list, list[str], list[Path], int]:
+    """``face_crops`` made into the model's input."""
+    crops, folders, paths, missed = face_crops(root, pad, whole_when_missed, framing)
+    return [face_to_input(crop, spec) for crop in crops], folders, paths, missed
 
 
 def _figures(probs: np.ndarray, folders: np.ndarray, classes: list[str], min_confidence: float) -> dict:
