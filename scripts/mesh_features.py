@@ -27,6 +27,7 @@ import json
 import os
 import sys
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -80,7 +81,10 @@ class FaceMesh:
     """Landmarks and last feature maps of one face crop (8-bit BGR) at a time."""
 
     def __init__(self, model: Path) -> None:
-        self._interpreter = Interpreter(model_path=str(model), num_threads=2, experimental_preserve_all_tensors=True)
+        with warnings.catch_warnings():  # kept tensors are how the feature maps are read; one face at a time
+            warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors")
+            self._interpreter = Interpreter(model_path=str(model), num_threads=2,
+                                            experimental_preserve_all_tensors=True)
         self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]["index"]
         self._landmarks = self._interpreter.get_output_details()[0]["index"]

@@ -38,7 +38,8 @@ def test_a_wheel_without_the_mesh_is_refused_in_one_sentence(tmp_path: Path):
     wheel = tmp_path / "mediapipe-0.10.21-cp311-cp311-manylinux_2_28_x86_64.whl"
     with zipfile.ZipFile(wheel, "w") as archive:
         archive.writestr("mediapipe/__init__.py", "")
-    result = run_cli("scripts/mesh_features.py", "--wheel", str(wheel))
+    (tmp_path / "data" / "rafdb").mkdir(parents=True)  # the wheel is refused before any face is read
+    result = run_cli("scripts/mesh_features.py", "--wheel", str(wheel), "--data", str(tmp_path / "data"))
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "face_landmark.tflite" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr

@@ -308,14 +308,15 @@ def start_camera(page):
     return camera
 
 
-def camera_showing(page, status, what: str, server: Server):
+def camera_showing(page, status, what: str, server: Server, presses_left: list[int]):
     """Start the camera and wait for ``status`` under it; a stream that ended on its own first is started again,
-    once, with a line saying so.
+    with a line saying so, while ``presses_left`` (shared by a test's streams) allows one.
 
     In 3 of about 70 runs of the test below (stop 33), Chromium's connection to the server came up and was lost
     some 6 s later, before two frames were processed, with nothing in the server's log, and the page showed
-    Start again: a visitor would press it. Its cause was not found (instrumented, it did not recur in 29 runs),
-    so the press is repeated here, and said. A camera that shows no frame after two presses still fails.
+    Start again: a visitor would press it. Its cause was not found, so one extra press is allowed per test, and
+    said. A camera that shows no frame after two presses fails, and so does one whose every first press fails
+    (the test's second stream then has no press left).
     """
     camera = start_camera(page)
     try:
@@ -323,8 +324,9 @@ def camera_showing(page, status, what: str, server: Server):
         return camera
     except playwright_api.TimeoutError:
         start = camera.get_by_role("button", name="Start the camera")
-        if not start.is_visible():
+        if not (presses_left[0] > 0 and start.is_visible()):
             raise _not_shown(page, what, server) from None
+    presses_left[0] -= 1
     print(f"\nthe camera stream ended before any {what}; pressed Start again")
     start.click(timeout=ANSWER_TIMEOUT_MS)
     wait_for(page, status, what, server)
@@ -364,8 +366,9 @@ def test_the_live_camera_comes_back_annotated_and_a_closed_tab_leaves_no_worker(
                                                                                 fake_camera_clip: Path, detector):
     idle_mediapipe = server.threads_and_rss_mb()[1]
     warm_up = open_page(visitor, server)
+    extra_presses = [1]
     camera = camera_showing(warm_up, warm_up.get_by_text(re.compile(r"in the camera \(\d+ frames/s\)")),
-                            "camera frame", server)
+                            "camera frame", server, extra_presses)
     camera.get_by_role("button", name="Stop").click()
     warm_up.close()
     assert _mediapipe_threads_settle(server, idle_mediapipe), "Stop left the warm-up stream's detector open"
@@ -373,7 +376,7 @@ def test_the_live_camera_comes_back_annotated_and_a_closed_tab_leaves_no_worker(
 
     page = open_page(visitor, server)
     status = page.get_by_text(re.compile(r"1 face in the camera \(\d+ frames/s\)"))
-    camera = camera_showing(page, status, "camera frame with one face", server)
+    camera = camera_showing(page, status, "camera frame with one face", server, extra_presses)
     page.wait_for_timeout(3000)
     fps = int(re.search(r"\((\d+) frames/s\)", status.inner_text()).group(1))
     rows = table_rows(page.get_by_role("tabpanel"))
